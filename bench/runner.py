@@ -1,0 +1,226 @@
+"""One run: config -> data -> model -> client gradient -> attack -> matching -> metrics -> rows.
+
+The runner is the only place where ground truth and the attack meet; the attack only ever gets
+an :class:`attacks.base.Observation`.
+"""
+from __future__ import annotations
+
+import copy
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
+from bench.client import LOSSES, fedsgd_gradient
+from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
+from bench.models import build_model
+from bench.provenance import provenance, resolve_device
+from bench.rows import RowWriter, config_hash, make_row
+from datasets import load_source, select_batch
+
+# Config keys that change results; everything else (paths, logger, hydra) does not.
+SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size", "seed", "dtype",
+                 "metrics", "time_budget_s")
+
+
+def apply_profile(cfg: DictConfig) -> DictConfig:
+    """Merge ``profiles[profile]`` (and its ``per_dataset[<dataset>]``) onto the config."""
+    profiles = cfg.get("profiles") or {}
+    name = cfg.get("profile")
+    if not profiles:
+        return cfg
+    if name not in profiles:
+        raise ValueError(f"profile={name!r} is not defined by experiment {cfg.name!r}; "
+                         f"choose one of {sorted(profiles)}")
+    prof = OmegaConf.to_container(profiles[name], resolve=False)
+    per_dataset = prof.pop("per_dataset", {}) or {}
+    merged = OmegaConf.merge(cfg, prof)
+    extra = per_dataset.get(cfg.dataset.name)
+    if extra:
+        merged = OmegaConf.merge(merged, extra)
+    return merged
+
+
+def semantic_config(cfg: DictConfig) -> dict:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    return {k: c.get(k) for k in SEMANTIC_KEYS}
+
+
+def run_paths(cfg: DictConfig, attack_name: str, chash: str) -> tuple[str, Path]:
+    run_id = f"{cfg.profile}-{cfg.dataset.name}-{attack_name}-{chash[:10]}"
+    path = Path(cfg.paths.results) / "raw" / cfg.name / f"{run_id}.jsonl"
+    return run_id, path
+
+
+def _peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process peak RSS
+
+
+def _save_images(path: Path, x01: torch.Tensor, rec01: torch.Tensor | None, rec_for_true, ids) -> None:
+    """Truth and matched reconstruction (uint8, at most 128 px a side) for figures."""
+    import torch.nn.functional as F
+
+    def small(t):
+        t = t.float()
+        side = t.shape[-1]
+        if side > 128:
+            t = F.interpolate(t, size=(128, 128), mode="bilinear", antialias=True, align_corners=False)
+        return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+    truth = small(x01)
+    if rec01 is not None and rec01.shape[0]:
+        order = [i if i >= 0 else 0 for i in rec_for_true]
+        rec = small(rec01[order])
+        rec[[j for j, i in enumerate(rec_for_true) if i < 0]] = 0
+    else:
+        rec = np.zeros_like(truth)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, truth=truth, recon=rec, ids=np.asarray(ids))
+
+
+class Runner:
+    """Executes one hydra job: all batches of one (dataset, model, attack, threat) setting."""
+
+    def __init__(self, cfg: DictConfig, logger=None):
+        self.cfg = apply_profile(cfg)
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = getattr(torch, cfg.dtype)
+        self.source = load_source(
+            cfg.dataset.name, root=cfg.paths.data_root, allow_standin=cfg.dataset.allow_standin,
+            prefer=cfg.dataset.prefer, standin=OmegaConf.to_container(cfg.dataset.standin, resolve=True),
+        )
+        self.spec = self.source.info.spec()
+        self.attack = instantiate(cfg.attack)
+        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        model_cfg.pop("name", None)  # a label for rows and tables, not a constructor argument
+        self.model_factory = instantiate(model_cfg, _partial_=True)
+        self.chash = config_hash(semantic_config(cfg))
+        self.run_id, self.path = run_paths(cfg, self.attack.name, self.chash)
+        self.writer = RowWriter(self.path)
+        self.metric_cfg = MetricConfig(**OmegaConf.to_container(cfg.metrics, resolve=True))
+        self.loss_fn = LOSSES[cfg.threat.loss]
+        self.logger = logger
+        self._prep_time: float | None = None
+
+    # ------------------------------------------------------------------ one batch
+    def _model(self, batch_index: int):
+        seed = int(self.cfg.seed) * 1_000_003 + batch_index
+        return build_model(self.model_factory, input_shape=self.spec.shape,
+                           num_classes=self.spec.num_classes, seed=seed, dtype=self.dtype,
+                           device=self.device)
+
+    def _setting(self) -> dict:
+        cfg = self.cfg
+        return {
+            "run_id": self.run_id, "experiment": cfg.name, "profile": cfg.profile, "seed": int(cfg.seed),
+            "config_hash": self.chash, "dtype": cfg.dtype, "dataset": cfg.dataset.name,
+            "data_source": self.source.data_source, "image_shape": list(self.spec.shape),
+            "model": cfg.model.get("name", "fcnn"), "width": cfg.model.get("width"),
+            "depth": cfg.model.get("depth"), "model_state": "untrained",
+            "batch_size": int(cfg.batch_size), "labels_known": bool(cfg.threat.labels_known),
+            "batch_size_known": bool(cfg.threat.batch_size_known), "defense": cfg.defense.name,
+            "attack": self.attack.name,
+        }
+
+    def run_batch(self, batch_index: int) -> dict:
+        cfg = self.cfg
+        B = int(cfg.batch_size)
+        idx = select_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index,
+                           balanced=bool(cfg.dataset.balanced))
+        x01, y, ids = self.source.batch(idx)
+        row = dict(self._setting(), batch_index=batch_index, sample_ids=ids, true_labels=y.tolist(),
+                   **provenance(self.device))
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        try:
+            model = self._model(batch_index)
+            x = self.spec.normalize(x01.to(self.dtype)).to(self.device)
+            grads, _ = fedsgd_gradient(model, x, y.to(self.device), self.loss_fn)
+            obs = Observation(
+                model=copy.deepcopy(model), gradients=grads, loss_fn=self.loss_fn, data_spec=self.spec,
+                batch_size=B if cfg.threat.batch_size_known else None,
+                labels=y.to(self.device) if cfg.threat.labels_known else None,
+            )
+            check_requirements(self.attack, obs)
+            if self._prep_time is None:
+                t0 = time.perf_counter()
+                self.attack.prepare(obs.model, self.spec)
+                self._prep_time = time.perf_counter() - t0
+            row["time_prep_s"] = self._prep_time
+            gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + batch_index)
+            budget = cfg.get("time_budget_s")
+            deadline = time.monotonic() + float(budget) if budget else None
+            t0 = time.perf_counter()
+            rec = self.attack.reconstruct(obs, generator=gen, deadline=deadline)
+            row["time_attack_s"] = time.perf_counter() - t0
+            del obs
+            row.update(self._score(rec, model, x01, y, grads, batch_index, ids))
+        except AttackNotApplicable as exc:
+            row.update(status="not_applicable", error_type=type(exc).__name__, error_msg=str(exc))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a crashed batch is a row, never a lost run
+            row.update(status="error", error_type=type(exc).__name__,
+                       error_msg=f"{exc}\n{traceback.format_exc(limit=3)}"[-2000:])
+        row["peak_mem_mb"] = _peak_mem_mb(self.device)
+        return make_row(**row)
+
+    def _score(self, rec: Reconstruction, model, x01, y, grads, batch_index, ids) -> dict:
+        out: dict = {"status": rec.status}
+        out.update({f"diag_{k}": v for k, v in rec.diagnostics.items()})
+        inputs = rec.inputs.detach().to("cpu", torch.float64)
+        rec01 = self.spec.denormalize(inputs) if inputs.shape[0] else inputs
+        q = image_quality(rec01, x01.double(), self.metric_cfg)
+        rec_for_true = q.pop("rec_for_true")
+        out.update(q)
+        out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
+        if rec.status == "failed":
+            out["error_msg"] = str(rec.diagnostics.get("reason", ""))[:500] or None
+        if inputs.shape[0] == x01.shape[0] and all(i >= 0 for i in rec_for_true):
+            # The certificate: does the reconstruction explain what the server saw? Labels are the
+            # attack's own when it recovered them, else the true labels of the matched samples.
+            order = torch.as_tensor(rec_for_true)
+            labels = rec.labels.cpu()[order] if rec.labels is not None else y
+            xin = inputs[order].to(self.device, self.dtype)
+            g_rec, _ = fedsgd_gradient(model, xin, labels.to(self.device), self.loss_fn)
+            out["grad_residual"] = grad_residual(grads, g_rec)
+        n_save = int(self.cfg.get("save_images", 0) or 0)
+        if batch_index < n_save:
+            art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
+            _save_images(art, x01, rec01, rec_for_true, ids)
+            out["artifact"] = str(art)
+        return out
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> Path:
+        cfg = self.cfg
+        done = self.writer.done()
+        todo = [b for b in range(int(cfg.n_batches)) if (self.chash, b) not in done]
+        if len(todo) < int(cfg.n_batches):
+            print(f"[spear-bench] resuming {self.run_id}: {int(cfg.n_batches) - len(todo)} batches "
+                  f"already in {self.path}", file=sys.stderr)
+        from tqdm import tqdm
+
+        bar = tqdm(todo, desc=f"{cfg.dataset.name}/{self.attack.name}", unit="batch",
+                   disable=not sys.stderr.isatty() or not cfg.get("progress", True))
+        for b in bar:
+            row = self.run_batch(b)
+            self.writer.write(row)
+            if self.logger is not None:
+                self.logger.log_row(row)
+            if row.get("psnr_mean") is not None:
+                bar.set_postfix(psnr=f"{row['psnr_mean']:.1f}", status=row["status"])
+        return self.path
+
+
+__all__ = ["Runner", "apply_profile", "semantic_config", "SEMANTIC_KEYS"]

@@ -1,0 +1,174 @@
+"""Tables derived from result rows only: mean, std, n and failures beside the paper's numbers.
+
+``python -m bench.tables --experiment table1 --profile quick`` reads results/raw/table1/*.jsonl and
+writes results/tables/table1.{md,csv,tex}.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from bench.rows import read_rows
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET_ORDER = ["mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720", "adult"]
+DATASET_LABEL = {"mnist": "MNIST", "cifar10": "CIFAR-10", "tiny_imagenet": "TinyImageNet",
+                 "imagenet224": "ImageNet 224", "imagenet720": "ImageNet 720", "adult": "Adult"}
+OK_STATUSES = {"ok", "partial"}
+
+
+def load_rows(results: Path, experiment: str, profile: str | None = None) -> pd.DataFrame:
+    files = sorted((results / "raw" / experiment).glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(
+            f"no result rows under {results / 'raw' / experiment}; run the experiment first "
+            f"(e.g. `make reproduce-{experiment}`)")
+    df = pd.DataFrame(list(read_rows(files)))
+    if profile is not None and "profile" in df:
+        df = df[df["profile"] == profile]
+        if df.empty:
+            raise ValueError(f"no rows of profile {profile!r} in {results / 'raw' / experiment}")
+    # the newest row wins when a batch of the same config was written twice
+    return df.drop_duplicates(["config_hash", "batch_index"], keep="last")
+
+
+def paper_numbers(table: str) -> dict:
+    with open(REPO / "results" / "paper.yaml", encoding="utf-8") as fh:
+        return (yaml.safe_load(fh) or {}).get(table, {})
+
+
+def _mean_std(s: pd.Series) -> tuple[float, float, int]:
+    s = pd.to_numeric(s, errors="coerce").dropna()
+    if s.empty:
+        return math.nan, math.nan, 0
+    return float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0, len(s)
+
+
+def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """One row per (attack, dataset): ours beside the paper's."""
+    paper = paper_numbers(table).get("rows", {})
+    out = []
+    for (attack, dataset), g in df.groupby(["attack", "dataset"], sort=False):
+        n = len(g)
+        failures = int((~g["status"].isin(OK_STATUSES)).sum())
+        psnr_m, psnr_s, _ = _mean_std(g["psnr_mean"])
+        lp_m, lp_s, lp_n = _mean_std(g["lpips_mean"]) if "lpips_mean" in g else (math.nan, math.nan, 0)
+        # Acc: share of batches whose every image is exact (PSNR >= the row's exact threshold)
+        exact = pd.to_numeric(g["exact_fraction"], errors="coerce").fillna(0)
+        acc = 100.0 * float(((exact >= 1.0) & g["status"].isin(OK_STATUSES)).mean())
+        t_m, t_s, _ = _mean_std(g["time_attack_s"])
+        sources = sorted(set(g["data_source"].dropna()))
+        p = paper.get(attack, {}).get(dataset, {})
+        out.append({
+            "attack": attack, "dataset": dataset,
+            "PSNR": psnr_m, "PSNR std": psnr_s, "paper PSNR": p.get("psnr"),
+            "LPIPS": lp_m if lp_n else None, "paper LPIPS": p.get("lpips"),
+            "Acc %": acc, "paper Acc %": p.get("acc"),
+            "time/batch s": t_m, "paper time s": p.get("time_s"),
+            "n": n, "failures": failures,
+            "B": int(g["batch_size"].iloc[0]), "data": ", ".join(sources),
+            "exact at dB": g["exact_psnr_db"].dropna().iloc[0] if g["exact_psnr_db"].notna().any() else None,
+        })
+    res = pd.DataFrame(out)
+    if not res.empty:
+        res["_o"] = res["dataset"].map({d: i for i, d in enumerate(DATASET_ORDER)}).fillna(99)
+        res = res.sort_values(["attack", "_o"]).drop(columns="_o").reset_index(drop=True)
+    return res
+
+
+def _fmt(v, digits=1):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5):
+            return f"{v:.2e}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
+    cols = ["attack", "dataset", "PSNR", "paper PSNR", "LPIPS", "paper LPIPS", "Acc %", "paper Acc %",
+            "time/batch s", "paper time s", "n", "failures", "B", "data"]
+    lines = [f"### {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in res.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if c == "PSNR" and not (isinstance(v, float) and math.isnan(v)):
+                cells.append(f"{v:.1f} ± {r['PSNR std']:.1f}")
+            elif c == "dataset":
+                cells.append(DATASET_LABEL.get(v, v))
+            elif c in ("LPIPS", "paper LPIPS"):
+                cells.append(_fmt(v, 4))
+            else:
+                cells.append(_fmt(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def notes_for(df: pd.DataFrame, res: pd.DataFrame, table: str) -> list[str]:
+    notes = []
+    cite = paper_numbers(table).get("citation")
+    if cite:
+        notes.append(f"paper columns: {cite}; times converted to seconds")
+    thr = sorted(set(df["exact_psnr_db"].dropna())) if "exact_psnr_db" in df else []
+    if thr:
+        notes.append(f"Acc = share of batches with every image at PSNR >= {thr[0]:g} dB after Hungarian "
+                     f"matching; PSNR in [0,1] pixel space, MSE floored at the {df['psnr_cap_db'].dropna().iloc[0]:g} dB cap")
+    stand = sorted({d for d, s in zip(df["dataset"], df["data_source"]) if str(s).startswith("stand-in")})
+    if stand:
+        notes.append("stand-in data (crops of bundled photographs, not the real dataset) for: "
+                     + ", ".join(DATASET_LABEL.get(d, d) for d in stand))
+    up = df[df["sample_ids"].astype(str).str.contains("upsampled")]["dataset"].unique()
+    if len(up):
+        notes.append("some stand-in crops are upsampled to reach the resolution for: "
+                     + ", ".join(DATASET_LABEL.get(d, d) for d in up))
+    bad = df[~df["status"].isin(OK_STATUSES)]
+    for status, g in bad.groupby("status"):
+        notes.append(f"{len(g)} batch(es) with status {status}: "
+                     + "; ".join(sorted({str(m).splitlines()[0][:120] for m in g["error_msg"].dropna()}))[:400])
+    profiles = sorted(set(df.get("profile", pd.Series(dtype=str)).dropna()))
+    if profiles:
+        notes.append(f"profile: {', '.join(profiles)}; device: {', '.join(sorted(set(df['device'].dropna())))}")
+    return notes
+
+
+def write_table(results: Path, experiment: str, profile: str | None, table: str | None = None) -> Path:
+    table = table or experiment
+    df = load_rows(results, experiment, profile)
+    res = summarise(df, table)
+    notes = notes_for(df, res, table)
+    out = results / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(res, table, notes)
+    (out / f"{table}.md").write_text(md, encoding="utf-8")
+    res.to_csv(out / f"{table}.csv", index=False)
+    tex = res.drop(columns=["data"]).to_latex(index=False, float_format=lambda v: _fmt(v), na_rep="--")
+    (out / f"{table}.tex").write_text("% " + "\n% ".join(notes) + "\n" + tex, encoding="utf-8")
+    print(md)
+    return out / f"{table}.md"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--profile", default=None, help="keep only rows of this profile (quick | paper)")
+    ap.add_argument("--table", default=None, help="name of the table (default: the experiment)")
+    ap.add_argument("--results", default="results")
+    args = ap.parse_args(argv)
+    try:
+        write_table(Path(args.results), args.experiment, args.profile, args.table)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
