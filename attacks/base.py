@@ -89,10 +89,13 @@ class Observation:
 
 @dataclass
 class Reconstruction:
-    inputs: Tensor
+    inputs: Tensor                       # (B', *shape) in model-input (normalised) space
     labels: Tensor | None = None
     status: Literal["ok", "partial", "failed"] = "ok"
-    diagnostics: dict[str, float | int | str] = field(default_factory=dict)
+    diagnostics: dict[str, float | int | str] = field(default_factory=dict)   # scalars only
+    # Inputs of the attacked layer as recovered by stage 1 of a pipeline (features after a conv
+    # trunk), rows = samples; the runner scores them against the true features (feature_cosine).
+    layer_inputs: Tensor | None = None
 
     def __post_init__(self) -> None:
         for k, v in self.diagnostics.items():
@@ -110,6 +113,8 @@ class Attack(Protocol):
     def reconstruct(
         self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
     ) -> Reconstruction: ...
+    # ``deadline`` is an absolute ``time.monotonic()`` value; past it an attack returns its best
+    # result so far with status "partial" or "failed" instead of running on.
 
 
 # Requirements an attack can declare that the threat model must reveal.
