@@ -1,0 +1,138 @@
+"""What the gradient reveals about a batch besides its inputs: the labels and the batch size.
+
+Label counting from the last layer (for the client's softmax cross-entropy, mean reduction).
+With logits ``z_i = W h_i + b`` and ``p_i = softmax(z_i)``:
+
+    dL/db = (1/B) Σ_i (p_i − onehot(y_i)),  so  count_c = B · (p̄_c − (dL/db)_c),
+
+where ``p̄`` is the batch's mean softmax. Every class with a negative bias-gradient entry is present
+(``p̄_c ≥ 0``); how many times follows from the magnitude once ``p̄`` is estimated. The server
+estimates ``p̄`` from the model it knows, on probe inputs drawn from the attack's seeded generator
+(standard normal in model-input space, clamped to the valid image box) — accurate for the
+untrained networks of the benchmark, whose softmax barely depends on the input. The counts are
+rounded by largest remainder so that they sum to ``B``, every negative entry keeping at least one.
+Without a bias, the row sums of the weight gradient play the same role, scaled by the mean
+activation mass of the penultimate layer on the same probes (the LLG-style estimate).
+
+The batch size, when the threat model hides it, is the numerical rank of the first linear layer's
+weight gradient (``dL/dW = dL/dZ · Xᵀ`` has rank ``B`` while ``B < min(m, n)``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attacks.base import AttackNotApplicable, Observation
+
+
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The last ``nn.Linear`` in registration order (the classifier producing the logits)."""
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise AttackNotApplicable("label recovery needs an nn.Linear classifier layer; the model has none")
+    return found[-1]
+
+
+def first_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            return n, m
+    raise AttackNotApplicable("batch-size estimation needs an nn.Linear layer; the model has none")
+
+
+def batch_size_from_rank(obs: Observation, rel_tol: float | None = None) -> tuple[int, dict]:
+    """Numerical rank of the first linear layer's weight gradient, and what limits it."""
+    name, mod = first_linear(obs.model)
+    key = f"{name}.weight"
+    if key not in obs.gradients:
+        raise AttackNotApplicable(f"observation lacks {key!r}; cannot estimate the batch size from its rank")
+    g = obs.gradients[key].detach().to("cpu", torch.float64)
+    g = g.reshape(g.shape[0], -1)
+    if not torch.isfinite(g).all():
+        raise AttackNotApplicable(f"gradient {key!r} is not finite; cannot estimate the batch size")
+    if rel_tol is None:
+        eps = torch.finfo(obs.gradients[key].dtype).eps
+        rel_tol = eps ** (2 / 3)
+    # singular values of the smaller Gram matrix side are enough for a rank
+    s = torch.linalg.svdvals(g)
+    if s.numel() == 0 or s[0] == 0:
+        raise AttackNotApplicable(f"gradient {key!r} is zero; the batch reveals nothing")
+    rank = int((s > rel_tol * s[0]).sum())
+    cap = min(g.shape)
+    return rank, {"batch_size_source": "rank" if rank < cap else "rank_saturated",
+                  "batch_size_rank_cap": cap}
+
+
+def _probe_inputs(obs: Observation, n: int, generator: torch.Generator, like: Tensor) -> Tensor:
+    spec = obs.data_spec
+    x = torch.randn((n, *spec.shape), generator=generator, dtype=torch.float64)
+    x = x.to(device=like.device, dtype=like.dtype)
+    if spec.kind == "image":
+        lo, hi = spec.box(x)
+        x = torch.maximum(torch.minimum(x, hi), lo)
+    return x
+
+
+def _allocate(counts: Tensor, must: Tensor, total: int) -> Tensor:
+    """Integers close to ``counts`` (≥ 0, ≥ 1 where ``must``) summing to ``total`` (largest remainder)."""
+    c = counts.double().clamp_min(0)
+    k = torch.floor(c).long()
+    k[must] = k[must].clamp_min(1)
+    while int(k.sum()) < total:           # give one more to the class furthest below its estimate
+        k[int(torch.argmax(c - k))] += 1
+    while int(k.sum()) > total:           # take one from the class furthest above its estimate
+        excess = k.double() - c
+        excess[k <= must.long()] = -math.inf  # keep ≥ 1 for present classes, ≥ 0 for the rest
+        j = int(torch.argmax(excess))
+        if not math.isfinite(float(excess[j])):
+            break  # more present classes than the batch size allows: keep them all
+        k[j] -= 1
+    return k
+
+
+@torch.no_grad()
+def recover_labels(obs: Observation, batch_size: int, *, generator: torch.Generator,
+                   n_probe: int = 64) -> tuple[Tensor, dict]:
+    """Labels (sorted by class) of a batch of ``batch_size`` from the last layer's gradient."""
+    name, mod = last_linear(obs.model)
+    if mod.out_features != obs.data_spec.num_classes:
+        raise AttackNotApplicable(
+            f"last linear layer {name!r} has {mod.out_features} outputs but the data has "
+            f"{obs.data_spec.num_classes} classes; label recovery needs the logits layer")
+    wkey, bkey = f"{name}.weight", f"{name}.bias"
+    param = next(obs.model.parameters())
+    probes = _probe_inputs(obs, n_probe, generator, param)
+    feats: list[Tensor] = []
+    hook = mod.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach()))
+    try:
+        logits = obs.model(probes)
+    finally:
+        hook.remove()
+    p_bar = torch.softmax(logits.double(), dim=-1).mean(0).cpu()
+    if bkey in obs.gradients:
+        g = obs.gradients[bkey].detach().double().cpu()
+        method = "bias"
+    elif wkey in obs.gradients:
+        # row sums of dL/dW = (1/B) Σ_i (p_i − y_i) h_iᵀ, with Σ_j h_ij ≈ its mean on the probes
+        mass = float(feats[0].double().reshape(n_probe, -1).sum(1).mean())
+        if mass <= 0:
+            raise AttackNotApplicable(f"penultimate activations of {name!r} vanish on probes; "
+                                      "cannot count labels without a bias gradient")
+        g = obs.gradients[wkey].detach().double().cpu().sum(1) / mass
+        method = "weight_rowsum"
+    else:
+        raise AttackNotApplicable(f"observation lacks gradients of the classifier layer {name!r}")
+    if not torch.isfinite(g).all():
+        raise AttackNotApplicable(f"classifier gradient of {name!r} is not finite")
+    counts = batch_size * (p_bar - g)
+    must = g < 0
+    k = _allocate(counts, must, batch_size)
+    labels = torch.repeat_interleave(torch.arange(len(k)), k)
+    diag = {"labels_method": method, "labels_present": int(must.sum()),
+            "labels_count_residual": float((counts - k.double()).abs().max())}
+    return labels, diag
+
+
+__all__ = ["recover_labels", "batch_size_from_rank", "last_linear", "first_linear"]
