@@ -34,6 +34,10 @@ reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE)
 
+reproduce-tabular: ## SPEAR beside TabLeak on UCI Adult, FCNN [100, 100, 2] -> results/tables/tabular.* (PROFILE=quick|paper)
+	$(BIN)/python -m bench.run --multirun experiment=tabular profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
+	$(BIN)/python -m bench.tables --experiment tabular --profile $(PROFILE)
+
 perf-spear: ## time SPEAR per batch and proposals drawn for b = 8, 12, 16, 20 at width 200
 	$(BIN)/python -m bench.perf.spear
 
@@ -44,4 +48,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all reproduce-table1 perf-spear data clean
+.PHONY: help install test test-all reproduce-table1 reproduce-tabular perf-spear data clean

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 __all__ = [
     "AttackNotApplicable",
     "DataSpec",
+    "FeatureBlock",
     "Observation",
     "Reconstruction",
     "Attack",
@@ -30,14 +31,62 @@ class AttackNotApplicable(Exception):
 
 
 @dataclass(frozen=True)
+class FeatureBlock:
+    """One field of a tabular record and the columns ``[start, stop)`` that encode it.
+
+    ``categorical``: a one-hot block, one column per entry of ``categories``. ``continuous``: one
+    column holding the value in original units before standardisation; ``low``/``high`` are the
+    field's public range and ``step`` its grid (1.0 for integer-valued fields), None when unknown.
+    Derived from the dataset's schema and public statistics, never from a client's batch.
+    """
+
+    name: str
+    kind: Literal["categorical", "continuous"]
+    start: int
+    stop: int
+    categories: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@dataclass(frozen=True)
 class DataSpec:
-    """What client and server both know about the input space."""
+    """What client and server both know about the input space.
+
+    Images: ``mean``/``std`` per channel map [0, 1] pixels to model inputs. Tabular
+    (``kind="tabular"``, ``shape=(n_features,)``): ``mean``/``std`` per column map encoded records
+    (one-hot columns in {0, 1}, continuous columns in original units) to model inputs, and
+    ``feature_blocks`` says which columns form which field.
+    """
 
     shape: tuple[int, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     num_classes: int
     kind: Literal["image", "tabular"] = "image"
+    feature_blocks: tuple[FeatureBlock, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind == "tabular":
+            n = self.numel
+            if len(self.shape) != 1 or len(self.mean) != n or len(self.std) != n:
+                raise ValueError(f"tabular DataSpec needs shape=(n_features,) and one mean/std per column; "
+                                 f"got shape={self.shape}, {len(self.mean)} means, {len(self.std)} stds")
+            at = 0
+            for blk in self.feature_blocks:
+                if blk.start != at or blk.stop <= blk.start or (
+                        blk.kind == "categorical" and blk.stop - blk.start != len(blk.categories)) or (
+                        blk.kind == "continuous" and blk.stop - blk.start != 1):
+                    raise ValueError(f"feature block {blk.name!r} ({blk.kind}, columns {blk.start}:{blk.stop}) "
+                                     f"does not continue the layout at column {at}")
+                at = blk.stop
+            if self.feature_blocks and at != n:
+                raise ValueError(f"feature blocks cover {at} of the {n} columns")
 
     @property
     def numel(self) -> int:
@@ -59,9 +108,21 @@ class DataSpec:
         return (x - mean) / std
 
     def box(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """Lower and upper bound of valid images in model-input space ([0,1] pixels normalised)."""
+        """Lower and upper bound of valid inputs in model-input space ([0,1] pixels normalised).
+
+        Tabular: one-hot columns lie in [0, 1] before normalisation; a continuous column in its
+        block's [low, high] (unbounded where the block gives no range).
+        """
         mean, std = self._stats(like)
-        return (0 - mean) / std, (1 - mean) / std
+        lo, hi = (0 - mean) / std, (1 - mean) / std
+        if self.kind == "tabular":
+            lo, hi = lo.clone(), hi.clone()
+            for blk in self.feature_blocks:
+                if blk.kind == "continuous":
+                    c = blk.start
+                    lo[..., c] = -math.inf if blk.low is None else (blk.low - self.mean[c]) / self.std[c]
+                    hi[..., c] = math.inf if blk.high is None else (blk.high - self.mean[c]) / self.std[c]
+        return lo, hi
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,14 @@ class Runner:
         out: dict = {"status": rec.status}
         out.update({f"diag_{k}": v for k, v in rec.diagnostics.items()})
         inputs = rec.inputs.detach().to("cpu", torch.float64)
-        rec01 = self.spec.denormalize(inputs) if inputs.shape[0] else inputs
-        q = image_quality(rec01, x01.double(), self.metric_cfg)
+        if self.spec.kind == "tabular":  # records: discrete_acc / continuous_mae (bench/tabular.py)
+            from bench.tabular import tabular_quality
+
+            rec01 = None
+            q = tabular_quality(inputs, self.spec.normalize(x01.double()), self.spec)
+        else:
+            rec01 = self.spec.denormalize(inputs) if inputs.shape[0] else inputs
+            q = image_quality(rec01, x01.double(), self.metric_cfg)
         rec_for_true = q.pop("rec_for_true")
         out.update(q)
         out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
@@ -195,7 +201,7 @@ class Runner:
             g_rec, _ = fedsgd_gradient(model, xin, labels.to(self.device), self.loss_fn)
             out["grad_residual"] = grad_residual(grads, g_rec)
         n_save = int(self.cfg.get("save_images", 0) or 0)
-        if batch_index < n_save:
+        if batch_index < n_save and rec01 is not None:
             art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
             _save_images(art, x01, rec01, rec_for_true, ids)
             out["artifact"] = str(art)

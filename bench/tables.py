@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -63,7 +64,9 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
         acc = 100.0 * float(((exact >= 1.0) & g["status"].isin(OK_STATUSES)).mean())
         t_m, t_s, _ = _mean_std(g["time_attack_s"])
         sources = sorted(set(g["data_source"].dropna()))
-        p = paper.get(attack, {}).get(dataset, {})
+        p = paper.get(attack, {})
+        p = p.get(dataset, {}) if dataset in p or not _is_tabular(g) else p  # tabular rows: keyed by attack
+        tab = _tabular_summary(g, p) if _is_tabular(g) else {}
         out.append({
             "attack": attack, "dataset": dataset,
             "PSNR": psnr_m, "PSNR std": psnr_s, "paper PSNR": p.get("psnr"),
@@ -73,12 +76,41 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
             "n": n, "failures": failures,
             "B": int(g["batch_size"].iloc[0]), "data": ", ".join(sources),
             "exact at dB": g["exact_psnr_db"].dropna().iloc[0] if g["exact_psnr_db"].notna().any() else None,
+            **tab,
         })
     res = pd.DataFrame(out)
     if not res.empty:
         res["_o"] = res["dataset"].map({d: i for i, d in enumerate(DATASET_ORDER)}).fillna(99)
         res = res.sort_values(["attack", "_o"]).drop(columns="_o").reset_index(drop=True)
     return res
+
+
+def _is_tabular(g: pd.DataFrame) -> bool:
+    """Rows of a tabular dataset: the per-sample shape is (n_features,)."""
+    return bool(g["image_shape"].map(lambda s: isinstance(s, (list, tuple)) and len(s) == 1).all())
+
+
+# Columns of tabular rows (bench/tabular.py metrics); image-only columns are left out of such tables.
+TABULAR_COLS = ["attack", "dataset", "discrete acc %", "paper discrete acc %", "continuous MAE",
+                "paper continuous MAE", "Acc %", "time/batch s", "paper time s", "n", "failures", "B", "data"]
+TABULAR_ONLY = ["discrete acc %", "discrete acc std", "paper discrete acc %", "continuous MAE",
+                "continuous MAE std", "paper continuous MAE", "kind"]
+IMAGE_ONLY = ["PSNR", "PSNR std", "paper PSNR", "LPIPS", "paper LPIPS", "paper Acc %", "exact at dB"]
+
+
+def _tabular_summary(g: pd.DataFrame, p: dict) -> dict:
+    d_m, d_s, _ = _mean_std(g["discrete_acc"]) if "discrete_acc" in g else (math.nan, math.nan, 0)
+    c_m, c_s, _ = _mean_std(g["continuous_mae"]) if "continuous_mae" in g else (math.nan, math.nan, 0)
+    return {"kind": "tabular", "discrete acc %": 100 * d_m, "discrete acc std": 100 * d_s,
+            "paper discrete acc %": p.get("discrete_acc"), "continuous MAE": c_m, "continuous MAE std": c_s,
+            "paper continuous MAE": p.get("continuous_mae")}
+
+
+def _drop_other_kind(res: pd.DataFrame) -> pd.DataFrame:
+    """A table of tabular rows only drops the image columns, one of image rows the tabular ones."""
+    kinds = set(res["kind"].fillna("image")) if "kind" in res else {"image"}
+    drop = IMAGE_ONLY if kinds == {"tabular"} else TABULAR_ONLY if kinds == {"image"} else []
+    return res.drop(columns=[c for c in drop if c in res])
 
 
 def _fmt(v, digits=1):
@@ -94,6 +126,11 @@ def _fmt(v, digits=1):
 def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
     cols = ["attack", "dataset", "PSNR", "paper PSNR", "LPIPS", "paper LPIPS", "Acc %", "paper Acc %",
             "time/batch s", "paper time s", "n", "failures", "B", "data"]
+    kinds = set(res["kind"].fillna("image")) if "kind" in res else {"image"}
+    if kinds == {"tabular"}:
+        cols = TABULAR_COLS
+    elif "tabular" in kinds:
+        cols = cols[:-4] + [c for c in TABULAR_COLS[2:6]] + cols[-4:]
     lines = [f"### {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in res.iterrows():
         cells = []
@@ -101,6 +138,9 @@ def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
             v = r[c]
             if c == "PSNR" and not (isinstance(v, float) and math.isnan(v)):
                 cells.append(f"{v:.1f} ± {r['PSNR std']:.1f}")
+            elif c in ("discrete acc %", "continuous MAE") and not (v is None or isinstance(v, float) and math.isnan(v)):
+                std = r[c.replace(" %", "") + " std"]
+                cells.append(f"{_fmt(v)} ± {_fmt(std)}")
             elif c == "dataset":
                 cells.append(DATASET_LABEL.get(v, v))
             elif c in ("LPIPS", "paper LPIPS"):
@@ -121,7 +161,18 @@ def notes_for(df: pd.DataFrame, res: pd.DataFrame, table: str) -> list[str]:
     if thr:
         notes.append(f"Acc = share of batches with every image at PSNR >= {thr[0]:g} dB after Hungarian "
                      f"matching; PSNR in [0,1] pixel space, MSE floored at the {df['psnr_cap_db'].dropna().iloc[0]:g} dB cap")
-    stand = sorted({d for d, s in zip(df["dataset"], df["data_source"]) if str(s).startswith("stand-in")})
+    if "kind" in res and (res["kind"] == "tabular").any():
+        notes.append("tabular: records decoded (argmax per one-hot block; continuous fields de-standardised, "
+                     "rounded to their integer grid) and Hungarian-matched; discrete acc = share of discrete "
+                     "fields recovered; continuous MAE = mean absolute error of the continuous fields in "
+                     "original units; Acc = share of batches with every record exact")
+    tab_stand = sorted({f"{DATASET_LABEL.get(d, d)} ({s})" for d, s in zip(df["dataset"], df["data_source"])
+                        if str(s).startswith("stand-in:") and str(s).endswith("-synthetic")})
+    if tab_stand:
+        notes.append("stand-in data (synthetic records drawn per column with the dataset's schema, not real "
+                     "people) for: " + ", ".join(tab_stand))
+    stand = sorted({d for d, s in zip(df["dataset"], df["data_source"])
+                    if str(s).startswith("stand-in") and not str(s).endswith("-synthetic")})
     if stand:
         notes.append("stand-in data (crops of bundled photographs, not the real dataset) for: "
                      + ", ".join(DATASET_LABEL.get(d, d) for d in stand))
@@ -144,6 +195,7 @@ def write_table(results: Path, experiment: str, profile: str | None, table: str 
     df = load_rows(results, experiment, profile)
     res = summarise(df, table)
     notes = notes_for(df, res, table)
+    res = _drop_other_kind(res)
     out = results / "tables"
     out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(res, table, notes)
@@ -160,7 +212,8 @@ def main(argv=None) -> int:
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--profile", default=None, help="keep only rows of this profile (quick | paper)")
     ap.add_argument("--table", default=None, help="name of the table (default: the experiment)")
-    ap.add_argument("--results", default="results")
+    ap.add_argument("--results", default=os.environ.get("SPEAR_RESULTS", "results"),
+                    help="results folder (default: $SPEAR_RESULTS, else results)")
     args = ap.parse_args(argv)
     try:
         write_table(Path(args.results), args.experiment, args.profile, args.table)

@@ -62,6 +62,10 @@ REGISTRY: dict[str, DatasetInfo] = {
 }
 
 
+# Tabular datasets: loaded by their own module (datasets/adult.py), spec kind="tabular".
+TABULAR = {"adult": "datasets.adult:adult_source"}
+
+
 @dataclass
 class Source:
     """A pool of samples: ``get(i)`` -> (C,H,W) float tensor in [0,1]; ``labels[i]``; ``ids[i]``."""
@@ -146,8 +150,14 @@ def load_source(name: str, root: str | None = None, allow_standin: bool = True,
     offline stand-in is returned (``data_source`` says so); otherwise DatasetUnavailable.
     ``prefer="standin"`` skips the real data on purpose (tests, reproducible offline runs).
     """
+    if name in TABULAR:  # tabular datasets have their own loader (schema, encoding, CSV checks)
+        import importlib
+
+        module, func = TABULAR[name].split(":")
+        loader = getattr(importlib.import_module(module), func)
+        return loader(root, allow_standin=allow_standin, prefer=prefer, standin=standin)
     if name not in REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(REGISTRY)}")
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(REGISTRY) + sorted(TABULAR)}")
     info = REGISTRY[name]
     base = _root(root)
     src = None
@@ -202,4 +212,4 @@ def select_batch(labels: np.ndarray, batch_size: int, *, seed: int, batch_index:
     return out
 
 
-__all__ = ["REGISTRY", "DatasetInfo", "DatasetUnavailable", "Source", "load_source", "select_batch"]
+__all__ = ["REGISTRY", "TABULAR", "DatasetInfo", "DatasetUnavailable", "Source", "load_source", "select_batch"]
