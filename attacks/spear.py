@@ -56,6 +56,9 @@ class SpearConfig:
     residual_tol: float | None = None
     # row sampling: "uniform" (the paper) or "adaptive" (prefer rows inactive for found samples)
     sampling: str = "uniform"
+    # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
+    # False gives the single-stage selection of the paper's ablation
+    second_stage: bool = True
     progress: bool = True
 
 
@@ -353,7 +356,7 @@ def spear_core(
         trial = scale_and_check(sel, cands.dirs, L, db, WR, b, zero_tol)
         if trial is None:
             return False
-        if trial.total > 0:
+        if trial.total > 0 and cfg.second_stage:
             trial, swaps = repair(trial, cands, L, db, WR, b, zero_tol, cfg.min_singular)
             stage2_swaps += swaps
         if best is None or trial.total <= best.total:
