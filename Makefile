@@ -38,6 +38,10 @@ reproduce-tabular: ## SPEAR beside TabLeak on UCI Adult, FCNN [100, 100, 2] -> r
 	$(BIN)/python -m bench.run --multirun experiment=tabular profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment tabular --profile $(PROFILE)
 
+reproduce-cnn: ## CNN table: Geiping, CPA+FI+Geiping, SPEAR+FI+Geiping (LPIPS, feature sim) -> results/tables/cnn.* (PROFILE=quick|paper)
+	$(BIN)/python -m bench.run --multirun experiment=cnn profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
+	$(BIN)/python -m bench.tables --experiment cnn --profile $(PROFILE)
+
 perf-spear: ## time SPEAR per batch and proposals drawn for b = 8, 12, 16, 20 at width 200
 	$(BIN)/python -m bench.perf.spear
 
@@ -48,4 +52,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all reproduce-table1 reproduce-tabular perf-spear data clean
+.PHONY: help install test test-all reproduce-table1 reproduce-tabular reproduce-cnn perf-spear data clean

@@ -157,6 +157,9 @@ class Reconstruction:
     # Inputs of the attacked layer as recovered by stage 1 of a pipeline (features after a conv
     # trunk), rows = samples; the runner scores them against the true features (feature_cosine).
     layer_inputs: Tensor | None = None
+    # Intermediate reconstructions of a pipeline, by stage name (e.g. "fi"), each (B', *shape) in
+    # model-input space; the runner scores each as stage_<name>_psnr (and _lpips where available).
+    stages: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for k, v in self.diagnostics.items():

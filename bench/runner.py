@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
 from bench.client import LOSSES, fedsgd_gradient
 from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
-from bench.models import build_model
+from bench.models import build_model, weights_state
 from bench.provenance import provenance, resolve_device
 from bench.rows import RowWriter, config_hash, make_row
 from datasets import load_source, select_batch
@@ -31,7 +31,13 @@ SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size"
 
 
 def apply_profile(cfg: DictConfig) -> DictConfig:
-    """Merge ``profiles[profile]`` (and its ``per_dataset[<dataset>]``) onto the config."""
+    """Merge ``profiles[profile]`` (and its ``per_dataset[<dataset>]``) onto the config.
+
+    ``per_attack[<class name of attack._target_>]`` is merged onto ``attack`` (the budgets of each
+    method in a sweep over attacks: ``per_attack: {GeipingAttack: {max_iterations: 300}}``). A
+    profile entry whose ``_target_`` differs from the config's (``model: {_target_:
+    bench.models.vgg16, ...}`` over a small CNN) replaces that node instead of merging into it.
+    """
     profiles = cfg.get("profiles") or {}
     name = cfg.get("profile")
     if not profiles:
@@ -41,10 +47,18 @@ def apply_profile(cfg: DictConfig) -> DictConfig:
                          f"choose one of {sorted(profiles)}")
     prof = OmegaConf.to_container(profiles[name], resolve=False)
     per_dataset = prof.pop("per_dataset", {}) or {}
+    per_attack = prof.pop("per_attack", {}) or {}
+    replaced = {k: prof.pop(k) for k in list(prof) if isinstance(prof[k], dict) and "_target_" in prof[k]
+                and prof[k]["_target_"] != (cfg.get(k) or {}).get("_target_")}
     merged = OmegaConf.merge(cfg, prof)
+    for key, node in replaced.items():
+        merged[key] = node
     extra = per_dataset.get(cfg.dataset.name)
     if extra:
         merged = OmegaConf.merge(merged, extra)
+    target = str((merged.get("attack") or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    if per_attack.get(target):
+        merged = OmegaConf.merge(merged, {"attack": per_attack[target]})
     return merged
 
 
@@ -87,6 +101,19 @@ def _save_images(path: Path, x01: torch.Tensor, rec01: torch.Tensor | None, rec_
     np.savez_compressed(path, truth=truth, recon=rec, ids=np.asarray(ids))
 
 
+def feature_cosine(recovered: torch.Tensor, true: torch.Tensor) -> float | None:
+    """Mean |cos| between recovered and true layer inputs (rows = samples), Hungarian-matched."""
+    from scipy.optimize import linear_sum_assignment
+
+    a = recovered.detach().to("cpu", torch.float64).reshape(recovered.shape[0], -1)
+    b = true.detach().to("cpu", torch.float64).reshape(true.shape[0], -1)
+    if a.shape[0] == 0 or a.shape[1] != b.shape[1]:
+        return None
+    cos = (a / a.norm(dim=1, keepdim=True).clamp_min(1e-300)) @ (b / b.norm(dim=1, keepdim=True).clamp_min(1e-300)).T
+    r, t = linear_sum_assignment(-cos.abs().numpy())
+    return float(cos.abs()[r, t].mean())
+
+
 class Runner:
     """Executes one hydra job: all batches of one (dataset, model, attack, threat) setting."""
 
@@ -126,7 +153,7 @@ class Runner:
             "config_hash": self.chash, "dtype": cfg.dtype, "dataset": cfg.dataset.name,
             "data_source": self.source.data_source, "image_shape": list(self.spec.shape),
             "model": cfg.model.get("name", "fcnn"), "width": cfg.model.get("width"),
-            "depth": cfg.model.get("depth"), "model_state": "untrained",
+            "depth": cfg.model.get("depth"), "model_state": weights_state(cfg.model.get("weights")),
             "batch_size": int(cfg.batch_size), "labels_known": bool(cfg.threat.labels_known),
             "batch_size_known": bool(cfg.threat.batch_size_known), "defense": cfg.defense.name,
             "attack": self.attack.name,
@@ -190,6 +217,7 @@ class Runner:
         rec_for_true = q.pop("rec_for_true")
         out.update(q)
         out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
+        out.update(self._pipeline_scores(rec, model, x01))
         if rec.status == "failed":
             out["error_msg"] = str(rec.diagnostics.get("reason", ""))[:500] or None
         if inputs.shape[0] == x01.shape[0] and all(i >= 0 for i in rec_for_true):
@@ -205,6 +233,32 @@ class Runner:
             art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
             _save_images(art, x01, rec01, rec_for_true, ids)
             out["artifact"] = str(art)
+        return out
+
+    def _pipeline_scores(self, rec: Reconstruction, model, x01) -> dict:
+        """feature_cosine of recovered layer inputs and stage_<name>_psnr/_lpips of pipeline stages."""
+        out: dict = {}
+        if rec.layer_inputs is not None and rec.diagnostics.get("attacked_layer") is not None:
+            layer = str(rec.diagnostics["attacked_layer"])
+            true_feats: list = []
+            hook = dict(model.named_modules())[layer].register_forward_pre_hook(
+                lambda _m, inp: true_feats.append(inp[0].detach()))
+            try:
+                with torch.no_grad():
+                    model(self.spec.normalize(x01.to(self.dtype)).to(self.device))
+            finally:
+                hook.remove()
+            out["feature_cosine"] = feature_cosine(rec.layer_inputs, true_feats[0])
+        for stage, xs in (rec.stages or {}).items():
+            s01 = self.spec.denormalize(xs.detach().to("cpu", torch.float64))
+            q = image_quality(s01, x01.double(), self.metric_cfg)
+            out[f"stage_{stage}_psnr"] = q["psnr_mean"]
+            try:
+                from bench.lpips_metric import lpips_fields
+            except ImportError:  # LPIPS not installed in this checkout
+                continue
+            lp = lpips_fields(s01.clamp(0, 1).float(), x01.float(), q["rec_for_true"])
+            out[f"stage_{stage}_lpips"] = lp["lpips_mean"] if lp["lpips_ok"] else None
         return out
 
     # ------------------------------------------------------------------ the run
@@ -229,4 +283,4 @@ class Runner:
         return self.path
 
 
-__all__ = ["Runner", "apply_profile", "semantic_config", "SEMANTIC_KEYS"]
+__all__ = ["Runner", "apply_profile", "semantic_config", "SEMANTIC_KEYS", "feature_cosine"]

@@ -53,6 +53,7 @@ def _mean_std(s: pd.Series) -> tuple[float, float, int]:
 def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
     """One row per (attack, dataset): ours beside the paper's."""
     paper = paper_numbers(table).get("rows", {})
+    cnn = "feature_cosine" in df and df["feature_cosine"].notna().any()  # CNN pipelines in the table
     out = []
     for (attack, dataset), g in df.groupby(["attack", "dataset"], sort=False):
         n = len(g)
@@ -65,7 +66,8 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
         t_m, t_s, _ = _mean_std(g["time_attack_s"])
         sources = sorted(set(g["data_source"].dropna()))
         p = paper.get(attack, {})
-        p = p.get(dataset, {}) if dataset in p or not _is_tabular(g) else p  # tabular rows: keyed by attack
+        # rows keyed by attack then dataset (table1), or by attack only (tabular, cnn)
+        p = p.get(dataset, {}) if dataset in p or any(isinstance(v, dict) for v in p.values()) else p
         tab = _tabular_summary(g, p) if _is_tabular(g) else {}
         out.append({
             "attack": attack, "dataset": dataset,
@@ -77,12 +79,27 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
             "B": int(g["batch_size"].iloc[0]), "data": ", ".join(sources),
             "exact at dB": g["exact_psnr_db"].dropna().iloc[0] if g["exact_psnr_db"].notna().any() else None,
             **tab,
+            **(_cnn_summary(g, p) if cnn else {}),
         })
     res = pd.DataFrame(out)
     if not res.empty:
         res["_o"] = res["dataset"].map({d: i for i, d in enumerate(DATASET_ORDER)}).fillna(99)
-        res = res.sort_values(["attack", "_o"]).drop(columns="_o").reset_index(drop=True)
+        res["_a"] = res["attack"].map({a: i for i, a in enumerate(paper)}).fillna(99)  # the paper's order
+        res = res.sort_values(["_a", "attack", "_o"]).drop(columns=["_o", "_a"]).reset_index(drop=True)
     return res
+
+
+def _cnn_summary(g: pd.DataFrame, p: dict) -> dict:
+    """Stage-1 feature similarity and the feature-inversion stage's quality (CNN pipelines)."""
+    col = lambda name: _mean_std(g[name])[0] if name in g else math.nan  # noqa: E731
+    return {"model": ", ".join(sorted(set(g["model"].dropna()))), "feature sim": col("feature_cosine"),
+            "paper feature sim": p.get("feature_sim"), "FI LPIPS": col("stage_fi_lpips"),
+            "FI PSNR": col("stage_fi_psnr")}
+
+
+# Columns of the CNN table (conf/experiment/cnn.yaml): final LPIPS beside stage 1 and FI quality.
+CNN_COLS = ["attack", "dataset", "model", "LPIPS", "paper LPIPS", "feature sim", "paper feature sim",
+            "FI LPIPS", "FI PSNR", "PSNR", "time/batch s", "n", "failures", "B", "data"]
 
 
 def _is_tabular(g: pd.DataFrame) -> bool:
@@ -129,6 +146,8 @@ def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
     kinds = set(res["kind"].fillna("image")) if "kind" in res else {"image"}
     if kinds == {"tabular"}:
         cols = TABULAR_COLS
+    elif "feature sim" in res:
+        cols = CNN_COLS
     elif "tabular" in kinds:
         cols = cols[:-4] + [c for c in TABULAR_COLS[2:6]] + cols[-4:]
     lines = [f"### {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -143,8 +162,10 @@ def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
                 cells.append(f"{_fmt(v)} ± {_fmt(std)}")
             elif c == "dataset":
                 cells.append(DATASET_LABEL.get(v, v))
-            elif c in ("LPIPS", "paper LPIPS"):
+            elif c in ("LPIPS", "paper LPIPS", "FI LPIPS"):
                 cells.append(_fmt(v, 4))
+            elif c in ("feature sim", "paper feature sim"):
+                cells.append(_fmt(v, 3))
             else:
                 cells.append(_fmt(v))
         lines.append("| " + " | ".join(cells) + " |")
@@ -166,6 +187,15 @@ def notes_for(df: pd.DataFrame, res: pd.DataFrame, table: str) -> list[str]:
                      "rounded to their integer grid) and Hungarian-matched; discrete acc = share of discrete "
                      "fields recovered; continuous MAE = mean absolute error of the continuous fields in "
                      "original units; Acc = share of batches with every record exact")
+    if "feature sim" in res:
+        states = ", ".join(sorted(set(df["model_state"].dropna().astype(str)))) if "model_state" in df else "?"
+        notes.append("CNN: feature sim = mean |cos| between the recovered and the true inputs of the attacked "
+                     "layer (the trunk's features), Hungarian-matched; FI LPIPS/PSNR = the images after "
+                     "feature inversion, before the Geiping refinement; LPIPS/PSNR = the final images; "
+                     f"model state: {states}")
+        if (res["model"] != "vgg16").any():
+            notes.append("the paper's CNN is VGG-16 (224x224); rows with another model (quick profile: "
+                         "small_cnn on 32x32 images, short budgets) are a scaled-down stand-in")
     tab_stand = sorted({f"{DATASET_LABEL.get(d, d)} ({s})" for d, s in zip(df["dataset"], df["data_source"])
                         if str(s).startswith("stand-in:") and str(s).endswith("-synthetic")})
     if tab_stand:
