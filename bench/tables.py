@@ -59,7 +59,7 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
         n = len(g)
         failures = int((~g["status"].isin(OK_STATUSES)).sum())
         psnr_m, psnr_s, _ = _mean_std(g["psnr_mean"])
-        lp_m, lp_s, lp_n = _mean_std(g["lpips_mean"]) if "lpips_mean" in g else (math.nan, math.nan, 0)
+        lp_m, lp_s, lp_n = _lpips_stats(g)
         # Acc: share of batches whose every image is exact (PSNR >= the row's exact threshold)
         exact = pd.to_numeric(g["exact_fraction"], errors="coerce").fillna(0)
         acc = 100.0 * float(((exact >= 1.0) & g["status"].isin(OK_STATUSES)).mean())
@@ -72,7 +72,8 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
         out.append({
             "attack": attack, "dataset": dataset,
             "PSNR": psnr_m, "PSNR std": psnr_s, "paper PSNR": p.get("psnr"),
-            "LPIPS": lp_m if lp_n else None, "paper LPIPS": p.get("lpips"),
+            "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if lp_n else _lpips_why(g),
+            "paper LPIPS": p.get("lpips"),
             "Acc %": acc, "paper Acc %": p.get("acc"),
             "time/batch s": t_m, "paper time s": p.get("time_s"),
             "n": n, "failures": failures,
@@ -87,6 +88,102 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
         res["_a"] = res["attack"].map({a: i for i, a in enumerate(paper)}).fillna(99)  # the paper's order
         res = res.sort_values(["_a", "attack", "_o"]).drop(columns=["_o", "_a"]).reset_index(drop=True)
     return res
+
+
+def _lpips_stats(g: pd.DataFrame) -> tuple[float, float, int]:
+    """LPIPS over the rows that hold a real value (lpips_ok); never a stand-in number."""
+    if "lpips_mean" not in g:
+        return math.nan, math.nan, 0
+    ok = g["lpips_ok"].fillna(False).astype(bool) if "lpips_ok" in g else g["lpips_mean"].notna()
+    return _mean_std(g.loc[ok, "lpips_mean"])
+
+
+def _lpips_why(g: pd.DataFrame) -> str | None:
+    """Short reason why a group has no LPIPS (rows' lpips_note), shown in the LPIPS cell."""
+    notes = g["lpips_note"].dropna().astype(str) if "lpips_note" in g else pd.Series(dtype=str)
+    if notes.empty:
+        return None
+    note = notes.mode().iloc[0]
+    if note.startswith("no AlexNet weights"):
+        return "n/a: no AlexNet weights"
+    if "smaller than" in note:
+        return "n/a: images < 31 px"
+    return "n/a: " + note[:40]
+
+
+def comparison_rows(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | None]:
+    """The paper's main comparison (``comparison`` in results/paper.yaml) beside our rows of its dataset.
+
+    Methods we do not run (CI-Net) keep the paper's numbers only, marked "not run".
+    """
+    paper = paper_numbers(table)
+    comp = paper.get("comparison") or {}
+    dataset = paper.get("comparison_dataset")
+    if not comp:
+        return pd.DataFrame(), dataset
+    out = []
+    for method, p in comp.items():
+        g = df[(df["attack"] == method) & (df["dataset"] == dataset)] if dataset else df.iloc[0:0]
+        ran = not g.empty
+        lp_m, _, lp_n = _lpips_stats(g) if ran else (math.nan, math.nan, 0)
+        out.append({
+            "method": method, "dataset": dataset,
+            "PSNR": _mean_std(g["psnr_mean"])[0] if ran else None, "paper PSNR": p.get("psnr"),
+            "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if (lp_n or not ran) else _lpips_why(g),
+            "time/batch s": _mean_std(g["time_attack_s"])[0] if ran else None, "paper time s": p.get("time_s"),
+            "n": len(g), "B": int(g["batch_size"].iloc[0]) if ran else None,
+            "status": "ran" if ran else "not run", "note": p.get("note", ""),
+        })
+    return pd.DataFrame(out), dataset
+
+
+def comparison_markdown(comp: pd.DataFrame, dataset: str | None) -> str:
+    if comp.empty:
+        return ""
+    cols = ["method", "PSNR", "paper PSNR", "LPIPS", "time/batch s", "paper time s", "n", "B", "status", "note"]
+    lines = [f"#### main comparison (paper: one ImageNet setting, B=20; ours: "
+             f"{DATASET_LABEL.get(dataset, dataset)}, this profile's B)", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in comp.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if c == "LPIPS" and (v is None or isinstance(v, float) and math.isnan(v)) \
+                    and isinstance(r["LPIPS n/a"], str):
+                cells.append(r["LPIPS n/a"])
+            elif c == "B" and isinstance(v, float) and not math.isnan(v):
+                cells.append(str(int(v)))
+            else:
+                cells.append(_fmt(v, 4) if c == "LPIPS" else _fmt(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def budget_notes(df: pd.DataFrame) -> list[str]:
+    """What each optimisation attack was allowed (its diag_* budget), and how its labels were found."""
+    notes = []
+    if "diag_max_iterations" not in df:
+        return notes
+    for attack, g in df[df["diag_max_iterations"].notna()].groupby("attack"):
+        parts = []
+        groups = sorted(g.groupby("dataset"), key=lambda kv: DATASET_ORDER.index(kv[0])
+                        if kv[0] in DATASET_ORDER else 99)
+        for dataset, h in groups:
+            its = sorted({int(v) for v in h["diag_max_iterations"].dropna()})
+            rs = sorted({int(v) for v in h.get("diag_restarts", pd.Series(dtype=float)).dropna()}) or [1]
+            parts.append(f"{DATASET_LABEL.get(dataset, dataset)} {'/'.join(map(str, its))}"
+                         + (f" x{'/'.join(map(str, rs))} restarts" if rs != [1] else ""))
+        line = f"{attack}: iterations per batch " + ", ".join(parts)
+        if "diag_labels_source" in g and (g["diag_labels_source"] == "recovered").any():
+            acc = pd.to_numeric(g["label_acc"], errors="coerce").dropna()
+            line += (f"; labels recovered from the last layer's gradient (label acc "
+                     f"{100 * acc.mean():.0f}% over {len(acc)} batches)")
+        if "diag_seconds_per_iteration" in g:
+            line += "; " + ", ".join(
+                f"{DATASET_LABEL.get(d, d)} {pd.to_numeric(h['diag_seconds_per_iteration']).mean():.3g} s/it"
+                for d, h in groups)
+        notes.append(line)
+    return notes
 
 
 def _cnn_summary(g: pd.DataFrame, p: dict) -> dict:
@@ -162,6 +259,9 @@ def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
                 cells.append(f"{_fmt(v)} ± {_fmt(std)}")
             elif c == "dataset":
                 cells.append(DATASET_LABEL.get(v, v))
+            elif c == "LPIPS" and (v is None or isinstance(v, float) and math.isnan(v)) \
+                    and isinstance(r.get("LPIPS n/a"), str):
+                cells.append(str(r["LPIPS n/a"]))
             elif c in ("LPIPS", "paper LPIPS", "FI LPIPS"):
                 cells.append(_fmt(v, 4))
             elif c in ("feature sim", "paper feature sim"):
@@ -224,11 +324,15 @@ def write_table(results: Path, experiment: str, profile: str | None, table: str 
     table = table or experiment
     df = load_rows(results, experiment, profile)
     res = summarise(df, table)
-    notes = notes_for(df, res, table)
+    notes = notes_for(df, res, table) + budget_notes(df)
     res = _drop_other_kind(res)
     out = results / "tables"
     out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(res, table, notes)
+    comp, comp_ds = comparison_rows(df, table)
+    if not comp.empty:
+        md += "\n" + comparison_markdown(comp, comp_ds)
+        comp.to_csv(out / f"{table}_comparison.csv", index=False)
     (out / f"{table}.md").write_text(md, encoding="utf-8")
     res.to_csv(out / f"{table}.csv", index=False)
     tex = res.drop(columns=["data"]).to_latex(index=False, float_format=lambda v: _fmt(v), na_rep="--")
