@@ -34,7 +34,9 @@ def apply_profile(cfg: DictConfig) -> DictConfig:
     """Merge ``profiles[profile]`` (and its ``per_dataset[<dataset>]``) onto the config.
 
     ``per_attack[<class name of attack._target_>]`` is merged onto ``attack`` (the budgets of each
-    method in a sweep over attacks: ``per_attack: {GeipingAttack: {max_iterations: 300}}``). A
+    method in a sweep over attacks: ``per_attack: {GeipingAttack: {max_iterations: 300}}``); inside
+    it, ``root`` is merged onto the whole config (``root: {n_batches: 1}``) and
+    ``per_dataset[<dataset>]`` is applied the same way for one dataset only. A
     profile entry whose ``_target_`` differs from the config's (``model: {_target_:
     bench.models.vgg16, ...}`` over a small CNN) replaces that node instead of merging into it.
     """
@@ -57,8 +59,15 @@ def apply_profile(cfg: DictConfig) -> DictConfig:
     if extra:
         merged = OmegaConf.merge(merged, extra)
     target = str((merged.get("attack") or {}).get("_target_", "")).rsplit(".", 1)[-1]
-    if per_attack.get(target):
-        merged = OmegaConf.merge(merged, {"attack": per_attack[target]})
+    entry = dict(per_attack.get(target) or {})
+    by_dataset = (entry.pop("per_dataset", None) or {}).get(cfg.dataset.name)
+    for part in (entry, dict(by_dataset or {})):
+        # reserved key `root`: overrides of the whole config for this attack (e.g. n_batches)
+        root = part.pop("root", None)
+        if root:
+            merged = OmegaConf.merge(merged, root)
+        if part:
+            merged = OmegaConf.merge(merged, {"attack": part})
     return merged
 
 
@@ -216,6 +225,10 @@ class Runner:
             q = image_quality(rec01, x01.double(), self.metric_cfg)
         rec_for_true = q.pop("rec_for_true")
         out.update(q)
+        if rec01 is not None and self.metric_cfg.lpips:
+            from bench.lpips_metric import lpips_fields
+
+            out.update(lpips_fields(rec01, x01, rec_for_true, kind=self.spec.kind, device=self.device))
         out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
         out.update(self._pipeline_scores(rec, model, x01))
         if rec.status == "failed":
