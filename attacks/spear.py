@@ -54,6 +54,9 @@ class SpearConfig:
     min_singular: float = 1e-4
     # a-posteriori check: relative gradient residual allowed; None: from dtype
     residual_tol: float | None = None
+    # reject a proposal whose zero rows include one of leverage above this (a mixture of
+    # directions, see _refine); None disables the test
+    fragile_leverage: float | None = 1.0 - 1e-6
     # row sampling: "uniform" (the paper) or "adaptive" (prefer rows inactive for found samples)
     sampling: str = "uniform"
     # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
@@ -100,22 +103,51 @@ def _null_vectors(LA: Tensor) -> tuple[Tensor, Tensor]:
     return q, ok
 
 
-def _refine(L: Tensor, zero_rows: Tensor, zero_tol: float) -> Tensor | None:
+def _refine(L: Tensor, zero_rows: Tensor, zero_tol: float, fragile_leverage: float | None) -> Tensor | None:
     """Unit vector orthogonal to all rows ``L[zero_rows]`` (their least singular vector).
 
-    Returns None when those rows do not pin down one direction (a second singular value near
-    zero): then the proposal lies in the span of several samples' directions, not on one.
+    Returns None when those rows do not pin down one direction robustly:
+
+    * a second singular value near zero: the rows are orthogonal to a 2-D span of directions;
+    * a row of leverage ~1 in the remaining (B-1)-dim row space: the direction hinges on that one
+      row. This is the signature of a *mixture* ``a q_i + b q_j``: its zeros are the rows where
+      both samples are inactive (rank B-2) plus the one sampled row that fixed the ratio a:b.
+      A true direction's zero set (about half the live rows) spans B-1 dimensions many times
+      over, so no single row carries a dimension alone.
     """
     rows = L[zero_rows]
-    if rows.shape[0] < L.shape[1] - 1:
+    B = L.shape[1]
+    if rows.shape[0] < B - 1:
         return None
-    _, S, Vh = torch.linalg.svd(rows, full_matrices=True)
-    if L.shape[1] > 1:
-        s2 = S[L.shape[1] - 2] if S.numel() >= L.shape[1] - 1 else S.new_zeros(())
-        if s2 <= zero_tol * S[0] * 1e3:
+    U, S, Vh = torch.linalg.svd(rows, full_matrices=False)
+    if B > 1:
+        if S.numel() < B - 1 or S[B - 2] <= zero_tol * S[0] * 1e3:
             return None
-    q = Vh[-1]
+        if fragile_leverage is not None and rows.shape[0] > B - 1:
+            leverage = (U[:, : B - 1] ** 2).sum(1)
+            if leverage.max() > fragile_leverage:
+                return None
+    q = Vh[B - 1] if Vh.shape[0] >= B else torch.linalg.svd(rows, full_matrices=True)[2][-1]
     return q * torch.sign(q[q.abs().argmax()])
+
+
+def _screen(L: Tensor, zmask: Tensor, zero_tol: float, fragile_leverage: float | None) -> Tensor:
+    """Cheap batched version of _refine's tests for many proposals at once (via B×B Gram
+    matrices): True where the zero rows pin down a single direction robustly. Survivors are
+    refined exactly by :func:`_refine`."""
+    P, B = zmask.shape[1], L.shape[1]
+    if P == 0 or B == 1:
+        return torch.ones(P, dtype=torch.bool)
+    Lm = zmask.T.to(L.dtype)[:, :, None] * L[None]  # P × m × B (non-zero rows only)
+    G = Lm.transpose(1, 2) @ Lm  # P × B × B
+    evals, evecs = torch.linalg.eigh(G)  # ascending
+    top = evals[:, -1].clamp_min(1e-300)
+    keep = evals[:, 1] > (zero_tol * 1e3) ** 2 * top
+    if fragile_leverage is not None:
+        V, lam = evecs[:, :, 1:], evals[:, 1:].clamp_min(1e-300)
+        lev = ((Lm @ V) ** 2 / lam[:, None, :]).sum(2)  # P × m leverage within q's complement
+        keep &= lev.amax(1) <= fragile_leverage
+    return keep
 
 
 def _sparsity(L: Tensor, rownorm: Tensor, q: Tensor, zero_tol: float) -> Tensor:
@@ -219,12 +251,12 @@ def scale_and_check(sel, dirs, L, db, WR, b, zero_tol) -> _Trial | None:
 
 
 def repair(trial: _Trial, cands: "_Candidates", L, db, WR, b, zero_tol, min_singular,
-           max_alternatives: int = 256, max_swaps: int = 64) -> tuple[_Trial, int]:
+           max_alternatives: int = 32, max_evaluations: int = 512) -> tuple[_Trial, int]:
     """Second greedy stage: swap the direction of the worst sample for an unused candidate while
     that lowers the total number of sign-check violations. Returns the trial and swaps made."""
     order = sorted(range(len(cands)), key=lambda i: (-cands.zeros[i], -cands.hits[i]))
-    swaps = 0
-    while trial.total > 0 and swaps < max_swaps:
+    swaps = evaluations = 0
+    while trial.total > 0 and evaluations < max_evaluations:
         improved = None
         for j in torch.argsort(trial.violations, descending=True).tolist():
             if trial.violations[j] == 0:
@@ -234,12 +266,13 @@ def repair(trial: _Trial, cands: "_Candidates", L, db, WR, b, zero_tol, min_sing
                 if i in trial.sel:
                     continue
                 tried += 1
-                if tried > max_alternatives:
+                if tried > max_alternatives or evaluations >= max_evaluations:
                     break
                 sel = trial.sel.copy()
                 sel[j] = i
                 if torch.linalg.svdvals(cands.dirs[sel])[-1] < min_singular:
                     continue
+                evaluations += 1
                 t = scale_and_check(sel, cands.dirs, L, db, WR, b, zero_tol)
                 if t is not None and t.total < trial.total:
                     improved = t
@@ -284,7 +317,7 @@ def spear_core(
             "unusable; check the client's loss and learning rate"
         )
     m, n = dW.shape
-    diag: dict = {"layer_m": m, "layer_n": n}
+    diag: dict = {"layer_m": m, "layer_n": n, "second_stage": int(cfg.second_stage)}
     if batch_size is not None and batch_size >= min(m, n):
         raise AttackNotApplicable(
             f"batch size {batch_size} is not smaller than the layer's width min(m, n) = {min(m, n)}: "
@@ -364,6 +397,7 @@ def spear_core(
         return trial.total == 0
 
     timed_out = False
+    attempt_time = 0.0
     while True:
         if B == 1:
             cands.add(torch.ones(1, dtype=DTYPE), m_live, 0)
@@ -379,8 +413,19 @@ def spear_core(
             if len(q):
                 zmask = _sparsity(Ll, Ll_norm, q, zero_tol)
                 counts = zmask.sum(0)
-                for k in (counts >= threshold).nonzero().squeeze(1).tolist():
-                    qr = _refine(Ll, zmask[:, k], zero_tol)
+                passed = (counts >= threshold).nonzero().squeeze(1)
+                if len(passed) and len(cands):
+                    # most proposals that pass re-find a known direction: count them, skip the refit
+                    cos = (q[passed] @ cands.dirs.T).abs()
+                    best_cos, best_j = cos.max(dim=1)
+                    known = best_cos > cfg.dedup_cos
+                    for j in best_j[known].tolist():
+                        cands.hits[j] += 1
+                    passed = passed[~known]
+                if len(passed):
+                    passed = passed[_screen(Ll, zmask[:, passed], zero_tol, cfg.fragile_leverage)]
+                for k in passed.tolist():
+                    qr = _refine(Ll, zmask[:, k], zero_tol, cfg.fragile_leverage)
                     if qr is None:
                         degenerate += 1
                         continue
@@ -390,9 +435,15 @@ def spear_core(
                         if bar is not None:
                             bar.update(min(1, B - bar.n))
             proposals += K
-        if len(cands) >= B and len(cands) != last_tried:
+        # Selection is retried when new candidates arrived, but never allowed to cost more time
+        # than sampling itself (with correlated inputs, mixtures of directions keep arriving).
+        sampling_time = time.perf_counter() - t0 - attempt_time
+        if len(cands) >= B and len(cands) != last_tried and (attempt_time <= sampling_time or B == 1):
             last_tried = len(cands)
-            if attempt():
+            ta = time.perf_counter()
+            ok = attempt()
+            attempt_time += time.perf_counter() - ta
+            if ok:
                 diag["proposals_to_success"] = proposals
                 break
         if cfg.max_proposals is not None and proposals >= cfg.max_proposals:

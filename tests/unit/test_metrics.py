@@ -1,0 +1,67 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.matching import match
+from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy, psnr_from_mse
+
+
+def test_psnr_values_and_cap():
+    assert psnr_from_mse(torch.tensor([1e-2]), 300.0).item() == pytest.approx(20.0)
+    assert psnr_from_mse(torch.tensor([0.0]), 300.0).item() == pytest.approx(300.0)
+    assert psnr_from_mse(torch.tensor([0.0]), 150.0).item() == pytest.approx(150.0)
+
+
+def test_exact_image_never_makes_mean_infinite():
+    x = torch.rand(4, 3, 8, 8, dtype=torch.float64)
+    q = image_quality(x.clone(), x, MetricConfig(psnr_cap_db=300.0))
+    assert math.isfinite(q["psnr_mean"]) and q["psnr_mean"] == pytest.approx(300.0)
+    assert q["psnr_cap_db"] == 300.0
+    assert q["exact_fraction"] == 1.0
+
+
+def test_permutation_invariance():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 8, 8, generator=g, dtype=torch.float64)
+    noisy = (x + 0.01 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    perm = torch.randperm(6, generator=g)
+    a = image_quality(noisy, x)
+    b = image_quality(noisy[perm], x)
+    assert a["psnr_per_image"] == pytest.approx(b["psnr_per_image"])
+    assert [perm[i].item() for i in b["rec_for_true"]] == list(range(6))
+
+
+def test_matching_finds_the_permutation_and_handles_fewer_reconstructions():
+    x = torch.eye(5, dtype=torch.float64).reshape(5, 1, 1, 5)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    r, t = match(x[perm], x)
+    assert (perm[r].numpy() == t).all()
+    q = image_quality(x[:3], x)  # 2 true images without a reconstruction
+    assert sum(v >= 0 for v in q["rec_for_true"]) == 3
+    assert q["exact_fraction"] == pytest.approx(3 / 5)
+    assert q["psnr_min"] == 0.0
+
+
+def test_exact_threshold_applies_per_image():
+    x = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
+    rec = x.clone()
+    rec[1] += 1e-3  # MSE 1e-6 -> 60 dB
+    q = image_quality(rec, x, MetricConfig(exact_psnr_db=80.0))
+    assert q["exact_fraction"] == 0.5
+    assert q["psnr_per_image"][1] == pytest.approx(60.0, abs=1e-6)
+
+
+def test_label_accuracy_is_order_free_and_counts_repeats():
+    true = torch.tensor([1, 1, 2, 3])
+    assert label_accuracy(torch.tensor([3, 2, 1, 1]), true) == 1.0
+    assert label_accuracy(torch.tensor([1, 2, 2, 3]), true) == 0.75
+    assert label_accuracy(None, true) is None
+
+
+def test_grad_residual():
+    g = {"a": torch.ones(3), "b": torch.ones(2, 2)}
+    assert grad_residual(g, g) == 0.0
+    h = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
+    assert grad_residual(g, h) == pytest.approx(np.sqrt(3 / 7))
