@@ -30,8 +30,21 @@ SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size"
                  "metrics", "time_budget_s")
 
 
-def apply_profile(cfg: DictConfig) -> DictConfig:
+def cli_overrides() -> list[str]:
+    """The job's command-line overrides (empty outside a hydra app)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:
+        return []
+
+
+def apply_profile(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     """Merge ``profiles[profile]`` (and its ``per_dataset[<dataset>]``) onto the config.
+
+    Values given on the command line (``overrides``, default: the hydra job's) win over the
+    profile, so ``make reproduce-table1 HYDRA_ARGS="batch_size=16"`` does what it says.
 
     ``per_attack[<class name of attack._target_>]`` is merged onto ``attack`` (the budgets of each
     method in a sweep over attacks: ``per_attack: {GeipingAttack: {max_iterations: 300}}``); inside
@@ -68,6 +81,14 @@ def apply_profile(cfg: DictConfig) -> DictConfig:
             merged = OmegaConf.merge(merged, root)
         if part:
             merged = OmegaConf.merge(merged, {"attack": part})
+    for ov in cli_overrides() if overrides is None else overrides:
+        key, sep, value = ov.lstrip("+").partition("=")
+        if not sep or key.startswith(("~", "hydra.")):
+            continue
+        current = OmegaConf.select(merged, key, default=None)
+        if isinstance(current, DictConfig):  # a config-group choice (dataset=mnist): already applied
+            continue
+        OmegaConf.update(merged, key, OmegaConf.select(cfg, key, default=None), force_add=True)
     return merged
 
 
@@ -266,12 +287,12 @@ class Runner:
             s01 = self.spec.denormalize(xs.detach().to("cpu", torch.float64))
             q = image_quality(s01, x01.double(), self.metric_cfg)
             out[f"stage_{stage}_psnr"] = q["psnr_mean"]
-            try:
+            if self.metric_cfg.lpips:
                 from bench.lpips_metric import lpips_fields
-            except ImportError:  # LPIPS not installed in this checkout
-                continue
-            lp = lpips_fields(s01.clamp(0, 1).float(), x01.float(), q["rec_for_true"])
-            out[f"stage_{stage}_lpips"] = lp["lpips_mean"] if lp["lpips_ok"] else None
+
+                lp = lpips_fields(s01.clamp(0, 1), x01, q["rec_for_true"], kind=self.spec.kind,
+                                  device=self.device)
+                out[f"stage_{stage}_lpips"] = lp["lpips_mean"] if lp["lpips_ok"] else None
         return out
 
     # ------------------------------------------------------------------ the run

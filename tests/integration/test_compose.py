@@ -11,9 +11,9 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
-def _compose(overrides):
+def _compose(overrides, hydra_node=False):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_node)
 
 
 def test_there_are_experiments():
@@ -22,7 +22,7 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_with_each_profile(experiment):
-    base = _compose([f"experiment={experiment}"])
+    base = _compose([f"experiment={experiment}"], hydra_node=True)
     profiles = list(base.get("profiles") or {}) or [base.profile]
     params = OmegaConf.to_container(base.hydra.sweeper.params or {}, resolve=False)
     sweep = {k: str(v).split(",") for k, v in params.items()}
