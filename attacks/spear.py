@@ -423,7 +423,9 @@ def spear_core(
                         cands.hits[j] += 1
                     passed = passed[~known]
                 if len(passed):
-                    passed = passed[_screen(Ll, zmask[:, passed], zero_tol, cfg.fragile_leverage)]
+                    keep = _screen(Ll, zmask[:, passed], zero_tol, cfg.fragile_leverage)
+                    degenerate += int((~keep).sum())
+                    passed = passed[keep]
                 for k in passed.tolist():
                     qr = _refine(Ll, zmask[:, k], zero_tol, cfg.fragile_leverage)
                     if qr is None:
@@ -455,6 +457,9 @@ def spear_core(
             break
     if bar is not None:
         bar.close()
+    if "proposals_to_success" not in diag and len(cands) >= B and len(cands) != last_tried:
+        if attempt():  # the last candidates found before the cap/deadline get their chance
+            diag["proposals_to_success"] = proposals
 
     diag.update(
         proposals=proposals,
