@@ -32,7 +32,7 @@ test-all: ## every test, slow and data ones included
 
 reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper, LOGGER=none|wandb)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
-	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE)
+	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
 	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE)
 
 weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
@@ -46,6 +46,14 @@ reproduce-cnn: ## CNN table: Geiping, CPA+FI+Geiping, SPEAR+FI+Geiping (LPIPS, f
 	$(BIN)/python -m bench.run --multirun experiment=cnn profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment cnn --profile $(PROFILE)
 
+FIGURES := fig_failure_width fig_sampling fig_two_stage fig_teaser
+JOBS ?= 2
+figures: ## the paper's figures from rows: failure vs width, sampling cost vs B, one/two-stage selection, teaser grids -> results/figures/ (PROFILE=quick|paper, JOBS=2 parallel jobs)
+	set -e; for e in $(FIGURES); do \
+	  $(BIN)/python -m bench.run --multirun experiment=$$e profile=$(PROFILE) logger=$(LOGGER) \
+	    hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(HYDRA_ARGS); done
+	$(BIN)/python -m bench.plots --profile $(PROFILE)
+
 perf-spear: ## time SPEAR per batch and proposals drawn for b = 8, 12, 16, 20 at width 200
 	$(BIN)/python -m bench.perf.spear
 
@@ -56,4 +64,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all reproduce-table1 weights reproduce-tabular reproduce-cnn perf-spear data clean
+.PHONY: help install test test-all figures reproduce-table1 weights reproduce-tabular reproduce-cnn perf-spear data clean

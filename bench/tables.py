@@ -348,12 +348,24 @@ def main(argv=None) -> int:
     ap.add_argument("--table", default=None, help="name of the table (default: the experiment)")
     ap.add_argument("--results", default=os.environ.get("SPEAR_RESULTS", "results"),
                     help="results folder (default: $SPEAR_RESULTS, else results)")
+    ap.add_argument("--wandb", action="store_true",
+                    help="also log the table as a W&B run (job type 'table'; offline unless "
+                         "WANDB_MODE=online): make reproduce-table1 LOGGER=wandb")
+    ap.add_argument("--wandb-dir", default="outputs",
+                    help="where offline W&B runs go (<dir>/wandb/offline-run-*; default: outputs)")
     args = ap.parse_args(argv)
     try:
-        write_table(Path(args.results), args.experiment, args.profile, args.table)
+        md_path = write_table(Path(args.results), args.experiment, args.profile, args.table)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.wandb:
+        from bench.loggers import log_table_run
+
+        run_dir = log_table_run(pd.read_csv(md_path.with_suffix(".csv")), args.table or args.experiment,
+                                profile=args.profile, markdown=md_path.read_text(encoding="utf-8"),
+                                dir=args.wandb_dir)
+        print(f"[spear-bench] W&B table run: {run_dir}", file=sys.stderr)
     return 0
 
 

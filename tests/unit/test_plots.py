@@ -1,0 +1,103 @@
+"""The paper figures (bench.plots): analytic curves and aggregation from rows."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.plots import (expected_proposals, failure_bound, failure_width_table, make_all,
+                         plot_failure_width, plot_sampling, plot_two_stage, sampling_table,
+                         two_stage_table, wilson)
+
+
+def test_failure_bound_small_cases_by_hand():
+    # B=2, k=1: 2 * P[Bin(3, 1/2) = 0] = 2/8
+    assert float(failure_bound(3, 2)) == pytest.approx(0.25)
+    # B=3, k=2: 3 * P[Bin(4, 1/2) <= 1] = 3 * 5/16, capped at 1 for small m
+    assert float(failure_bound(4, 3)) == pytest.approx(15 / 16)
+    assert float(failure_bound(2, 3)) == 1.0
+    ms = np.arange(8, 200)
+    assert np.all(np.diff(failure_bound(ms, 8)) <= 0)  # wider layers fail less
+    # a stricter filter (more zeros needed) can only raise the bound
+    assert np.all(failure_bound(ms, 8, k=np.maximum(np.ceil(0.05 * ms), 10)) >= failure_bound(ms, 8))
+
+
+def test_failure_bound_holds_under_its_model():
+    """Monte Carlo under independent 1/2 activations: P[some sample < B-1 inactive] <= bound."""
+    rng = np.random.default_rng(0)
+    m, B, trials = 14, 5, 20000
+    inactive = rng.random((trials, B, m)) < 0.5
+    p_some = float((inactive.sum(2) < B - 1).any(1).mean())
+    assert p_some > 0.01  # the event is not negligible here, so the comparison means something
+    assert p_some <= float(failure_bound(m, B)) + 3 * math.sqrt(p_some / trials)
+
+
+def test_expected_proposals():
+    assert float(expected_proposals(1)) == pytest.approx(1.0)
+    assert float(expected_proposals(3)) == pytest.approx(4 * (1 + 1 / 2 + 1 / 3))
+    assert np.all(np.diff(expected_proposals(np.arange(1, 20))) > 0)
+
+
+def test_wilson_interval_contains_estimate():
+    lo, hi = wilson(np.array([0, 3, 8]), np.array([8, 8, 8]))
+    assert lo[0] == 0 and 0 < hi[0] < 0.5
+    assert lo[1] < 3 / 8 < hi[1]
+    assert hi[2] == 1 and 0.5 < lo[2] < 1
+
+
+def _rows(n, **kw):
+    base = {"dataset": "mnist", "data_source": "real", "model": "fcnn", "depth": 6, "profile": "quick",
+            "time_attack_s": 0.1, "status": "ok", "exact_fraction": 1.0}
+    return [dict(base, batch_index=i, **{k: (v[i] if isinstance(v, list) else v) for k, v in kw.items()})
+            for i in range(n)]
+
+
+def test_failure_width_counts_inexact_and_drops_not_applicable(tmp_path):
+    rows = (_rows(4, batch_size=4, width=16, status=["ok", "failed", "partial", "ok"],
+                  exact_fraction=[1.0, 0.0, 0.75, 1.0])
+            + _rows(4, batch_size=4, width=32)
+            + _rows(2, batch_size=8, width=8, status="not_applicable", exact_fraction=None)
+            + _rows(3, batch_size=8, width=32, status=["ok", "ok", "failed"], exact_fraction=[1, 1, 0]))
+    df = pd.DataFrame(rows)
+    t = failure_width_table(df)
+    got = {(r.batch_size, r.width): (r.failures, r.n) for r in t.itertuples()}
+    assert got == {(4, 16): (2, 4), (4, 32): (0, 4), (8, 32): (1, 3)}
+    png = plot_failure_width(df, tmp_path / "fig_failure_width")
+    assert png.exists() and png.with_suffix(".pdf").exists()
+    csv = pd.read_csv(png.with_suffix(".csv"))
+    assert csv["p_fail"].tolist() == pytest.approx([0.5, 0.0, 1 / 3])
+
+
+def test_sampling_percentiles_over_recovered_batches(tmp_path):
+    props = [64, 128, 192, 256, 320, 384, 448, 512, 576, 640]
+    rows = (_rows(10, batch_size=6, width=200, diag_proposals_to_success=props)
+            + _rows(2, batch_size=6, width=2000, diag_proposals_to_success=[64, None],
+                    status=["ok", "failed"], exact_fraction=[1, 0]))
+    df = pd.DataFrame(rows)
+    t = sampling_table(df).set_index("width")
+    assert t.loc[200, "median"] == np.median(props)
+    assert t.loc[200, "p10"] == pytest.approx(np.percentile(props, 10))
+    assert t.loc[200, "p90"] == pytest.approx(np.percentile(props, 90))
+    assert (t.loc[2000, "succeeded"], t.loc[2000, "n"]) == (1, 2)
+    assert t.loc[200, "expected_2^(B-1)H_B"] == pytest.approx(32 * (1 + 1/2 + 1/3 + 1/4 + 1/5 + 1/6))
+    assert plot_sampling(df, tmp_path / "fig_sampling").exists()
+
+
+def test_two_stage_accuracy_per_stage(tmp_path):
+    rows = (_rows(4, batch_size=8, width=48, diag_second_stage=1, diag_stage2_swaps=[0, 2, 1, 0])
+            + _rows(4, batch_size=8, width=48, diag_second_stage=0, diag_stage2_swaps=0,
+                    status=["ok", "partial", "ok", "failed"], exact_fraction=[1, 0.9, 1, 0])
+            + _rows(2, batch_size=8, width=48))  # rows without the knob (older runs) are left out
+    df = pd.DataFrame(rows)
+    t = two_stage_table(df).set_index("second_stage")
+    assert t.loc[True, "accuracy_pct"] == 100 and t.loc[True, "n"] == 4
+    assert t.loc[False, "accuracy_pct"] == 50 and t.loc[False, "n"] == 4
+    assert t.loc[True, "mean_swaps"] == pytest.approx(0.75)
+    assert plot_two_stage(df, tmp_path / "fig_two_stage").exists()
+
+
+def test_make_all_reports_missing_experiments(tmp_path):
+    made = make_all(tmp_path, "quick", only=["fig_sampling"])
+    assert made == {"fig_sampling": None}
