@@ -12,8 +12,8 @@ the valid pixel box, a standard-normal start, and several restarts of which the 
 matching loss (the objective without TV; never ground truth) is kept.
 
 Labels: given by the threat model, or counted from the last layer (attacks/labels.py). Batch size:
-``obs.batch_size``, else the shape of ``init``, else the rank of the first linear layer's weight
-gradient.
+``obs.batch_size``, else the shape of ``init``, else the rank of a linear layer's weight gradient
+(attacks/labels.py: the cheapest of the widest layers, the FCNN's second).
 
 Cost. For an ``nn.Linear`` layer with inputs ``a`` (B×n) and output gradients ``δ`` (B×m) the
 weight gradient is ``δᵀa``; its inner product with the observed ``G`` is ``Σ δ ⊙ (a Gᵀ)`` and its
@@ -130,10 +130,10 @@ class GradientMatcher:
         named = [(n, p) for n, p in named if n in obs.gradients]  # frozen parameters send nothing
         self.names = [n for n, _ in named]
         self.obs_grads = {n: obs.gradients[n].detach().to(device, dtype) for n in self.names}
-        bad = [n for n, g in self.obs_grads.items() if not torch.isfinite(g).all()]
+        norms = [float(self.obs_grads[n].norm()) for n in self.names]  # NaN/inf anywhere -> not finite
+        bad = [n for n, v in zip(self.names, norms) if not math.isfinite(v)]
         if bad:
             raise AttackNotApplicable(f"observed gradients {bad[:3]} are not finite; nothing to match")
-        norms = [float(self.obs_grads[n].norm()) for n in self.names]
         idx = select_indices(norms, cfg.indices)
         w = layer_weights(len(self.names), cfg.layer_weights)
         self.weights = {self.names[i]: w[i] for i in idx}

@@ -85,3 +85,12 @@ def test_wrong_classifier_width_is_not_applicable():
     obs = Observation(model=model, gradients=grads, loss_fn=cross_entropy, data_spec=spec)
     with pytest.raises(AttackNotApplicable, match="10 classes"):
         _recover(obs, 2)
+
+
+def test_rank_layer_is_cheap_and_agrees_with_the_first_layer():
+    from attacks.labels import rank_layer
+
+    spec, x01, y = real_batch("tiny_imagenet", 7, seed=7)
+    obs = observe(paper_fcnn(spec, seed=7), spec, x01, y, batch_size_known=False)
+    assert rank_layer(obs) == "3"  # the 200x200 second layer, not the 200x12288 first one
+    assert batch_size_from_rank(obs)[0] == batch_size_from_rank(obs, layer="1")[0] == 7

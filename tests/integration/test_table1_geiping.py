@@ -21,7 +21,7 @@ def _compose(overrides):
         return compose(config_name="config", overrides=overrides)
 
 
-@pytest.mark.parametrize("dataset,its,n", [("mnist", 1000, 2), ("imagenet224", 150, 1), ("imagenet720", 25, 1)])
+@pytest.mark.parametrize("dataset,its,n", [("mnist", 1000, 2), ("imagenet224", 100, 1), ("imagenet720", 10, 1)])
 def test_quick_profile_budgets_per_attack_and_dataset(dataset, its, n):
     g = apply_profile(_compose(["experiment=table1", "profile=quick", "attack=geiping", f"dataset={dataset}"]),
                       overrides=[])
