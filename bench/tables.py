@@ -295,7 +295,7 @@ def notes_for(df: pd.DataFrame, res: pd.DataFrame, table: str) -> list[str]:
                      f"model state: {states}")
         if (res["model"] != "vgg16").any():
             notes.append("the paper's CNN is VGG-16 (224x224); rows with another model (quick profile: "
-                         "small_cnn on 32x32 images, short budgets) are a scaled-down stand-in")
+                         "small_cnn, smaller images, short budgets) are a scaled-down stand-in")
     tab_stand = sorted({f"{DATASET_LABEL.get(d, d)} ({s})" for d, s in zip(df["dataset"], df["data_source"])
                         if str(s).startswith("stand-in:") and str(s).endswith("-synthetic")})
     if tab_stand:

@@ -30,6 +30,7 @@ def _cfg(attack: str, *extra: str):
         cfg = compose(config_name="config",
                       overrides=["experiment=cnn", "profile=quick", f"attack={attack}", *extra])
     with open_dict(cfg):
+        cfg.profiles.quick.dataset.name = "cifar10"  # 32x32 keeps the fast suite fast
         cfg.profiles.quick.batch_size = 4
         cfg.profiles.quick.n_batches = 1
         cfg.profiles.quick.save_images = 0
