@@ -56,7 +56,8 @@ class SpearConfig:
     residual_tol: float | None = None
     # reject a proposal whose zero rows include one of leverage above this (a mixture of
     # directions, see _refine); None disables the test
-    fragile_leverage: float | None = 1.0 - 1e-6
+    fragile_leverage: float | None = None  # None: 1 - max(1e-6, zero_tol)
+    reject_mixtures: bool = True
     # row sampling: "uniform" (the paper) or "adaptive" (prefer rows inactive for found samples)
     sampling: str = "uniform"
     # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
@@ -79,8 +80,10 @@ class SpearResult:
 def _dtype_tols(dtype: torch.dtype) -> tuple[float, float, float]:
     """(zero_tol, rank_tol, residual_tol) for gradients computed in ``dtype``."""
     eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(DTYPE).eps
-    eps = max(eps, torch.finfo(DTYPE).eps)
-    return 10 * math.sqrt(eps), eps ** (2 / 3), 100 * math.sqrt(eps)
+    eps64 = torch.finfo(DTYPE).eps
+    eps = max(eps, eps64)
+    # zero_tol: 1.5e-7 for float64 clients, 100 eps (1.2e-5) for float32 ones
+    return max(100 * eps, 10 * math.sqrt(eps64)), eps ** (2 / 3), 100 * math.sqrt(eps)
 
 
 def low_rank_factors(dW: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -103,6 +106,13 @@ def _null_vectors(LA: Tensor) -> tuple[Tensor, Tensor]:
     return q, ok
 
 
+def _degenerate_ratio(zero_tol: float) -> float:
+    """Zero rows whose second-smallest singular value is below this share of the largest leave a
+    2-D null space (1.5e-4 for float64 clients; capped at 1e-2 for float32 ones, whose zero_tol
+    is already 3.5e-3)."""
+    return min(zero_tol * 1e3, 1e-2)
+
+
 def _refine(L: Tensor, zero_rows: Tensor, zero_tol: float, fragile_leverage: float | None) -> Tensor | None:
     """Unit vector orthogonal to all rows ``L[zero_rows]`` (their least singular vector).
 
@@ -121,7 +131,7 @@ def _refine(L: Tensor, zero_rows: Tensor, zero_tol: float, fragile_leverage: flo
         return None
     U, S, Vh = torch.linalg.svd(rows, full_matrices=False)
     if B > 1:
-        if S.numel() < B - 1 or S[B - 2] <= zero_tol * S[0] * 1e3:
+        if S.numel() < B - 1 or S[B - 2] <= _degenerate_ratio(zero_tol) * S[0]:
             return None
         if fragile_leverage is not None and rows.shape[0] > B - 1:
             leverage = (U[:, : B - 1] ** 2).sum(1)
@@ -142,7 +152,7 @@ def _screen(L: Tensor, zmask: Tensor, zero_tol: float, fragile_leverage: float |
     G = Lm.transpose(1, 2) @ Lm  # P × B × B
     evals, evecs = torch.linalg.eigh(G)  # ascending
     top = evals[:, -1].clamp_min(1e-300)
-    keep = evals[:, 1] > (zero_tol * 1e3) ** 2 * top
+    keep = evals[:, 1] > _degenerate_ratio(zero_tol) ** 2 * top
     if fragile_leverage is not None:
         V, lam = evecs[:, :, 1:], evals[:, 1:].clamp_min(1e-300)
         lev = ((Lm @ V) ** 2 / lam[:, None, :]).sum(2)  # P × m leverage within q's complement
@@ -309,6 +319,8 @@ def spear_core(
     zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
     rank_tol = cfg.rank_tol if cfg.rank_tol is not None else rtol_d
     res_tol = cfg.residual_tol if cfg.residual_tol is not None else restol_d
+    fragile = None if not cfg.reject_mixtures else (
+        cfg.fragile_leverage if cfg.fragile_leverage is not None else 1.0 - max(1e-6, zero_tol))
 
     W, b, dW, db = (t.detach().to("cpu", DTYPE) for t in (W, b, dW, db))
     if not (torch.isfinite(dW).all() and torch.isfinite(db).all()):
@@ -423,11 +435,11 @@ def spear_core(
                         cands.hits[j] += 1
                     passed = passed[~known]
                 if len(passed):
-                    keep = _screen(Ll, zmask[:, passed], zero_tol, cfg.fragile_leverage)
+                    keep = _screen(Ll, zmask[:, passed], zero_tol, fragile)
                     degenerate += int((~keep).sum())
                     passed = passed[keep]
                 for k in passed.tolist():
-                    qr = _refine(Ll, zmask[:, k], zero_tol, cfg.fragile_leverage)
+                    qr = _refine(Ll, zmask[:, k], zero_tol, fragile)
                     if qr is None:
                         degenerate += 1
                         continue
