@@ -25,8 +25,12 @@ def test_experiment_composes_with_each_profile(experiment):
     base = _compose([f"experiment={experiment}"], hydra_node=True)
     profiles = list(base.get("profiles") or {}) or [base.profile]
     params = OmegaConf.to_container(base.hydra.sweeper.params or {}, resolve=False)
-    sweep = {k: str(v).split(",") for k, v in params.items()}
     for profile in profiles:
+        # sweep values may interpolate the profile (e.g. ${grid.${profile}.dataset})
+        plain = _compose([f"experiment={experiment}", f"profile={profile}"])
+        OmegaConf.set_struct(plain, False)
+        resolved = OmegaConf.merge(plain, {"_sweep": {k: str(v) for k, v in params.items()}})
+        sweep = {k: str(v).split(",") for k, v in resolved._sweep.items()}
         for choice in sweep.get("dataset", [None]):
             ov = [f"experiment={experiment}", f"profile={profile}"]
             if choice:
