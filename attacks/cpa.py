@@ -29,7 +29,6 @@ official code).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -41,6 +40,7 @@ from torch import Tensor, nn
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
 from attacks.feature_inversion import intra_op_threads
 from attacks.layers import linear_layer
+from attacks.progress import LoopMonitor
 
 _EPS = 1e-20
 
@@ -201,12 +201,7 @@ def _cpa_core(dW, db, batch_size, source_shape, cfg: CpaConfig, deadline) -> Cpa
             terms["l1"] = l1
         return loss, terms
 
-    bar = None
-    if cfg.progress and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.iterations, desc=f"CPA b={B}", unit="it", leave=False)
-    timed_out = False
+    monitor = LoopMonitor(cfg.iterations, f"CPA b={B}", enabled=cfg.progress, deadline=deadline)
     it = 0
     loss = torch.zeros(())
     for it in range(1, cfg.iterations + 1):
@@ -214,15 +209,10 @@ def _cpa_core(dW, db, batch_size, source_shape, cfg: CpaConfig, deadline) -> Cpa
         loss, _ = objective()
         loss.backward()
         opt.step()
-        if it % cfg.check_every == 0:
-            if bar is not None:
-                bar.update(cfg.check_every)
-                bar.set_postfix(loss=f"{float(loss):.4g}")
-            if deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-                break
-    if bar is not None:
-        bar.close()
+        if it % cfg.check_every == 0 and monitor.tick(cfg.check_every, loss=f"{float(loss):.4g}"):
+            break
+    monitor.close()
+    timed_out = monitor.timed_out
 
     with torch.no_grad():
         Un = U / (U.norm(dim=-1, keepdim=True) + _EPS)

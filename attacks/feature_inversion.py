@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec
+from attacks.progress import LoopMonitor
 
 
 class _Reached(Exception):
@@ -140,12 +140,8 @@ class FeatureInversion:
         sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.iterations))
                  if self.schedule == "cosine" else None)
 
-        bar = None
-        if self.progress and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.iterations, desc=f"FI b={B}", unit="it", leave=False)
-        timed_out, it = False, 0
+        monitor = LoopMonitor(self.iterations, f"FI b={B}", enabled=self.progress, deadline=deadline)
+        it = 0
         loss_fi = loss = torch.zeros(())
         for it in range(1, self.iterations + 1):
             with torch.no_grad():  # box the image before every step (official implementation)
@@ -157,15 +153,10 @@ class FeatureInversion:
             opt.step()
             if sched is not None:
                 sched.step()
-            if it % self.check_every == 0:
-                if bar is not None:
-                    bar.update(self.check_every)
-                    bar.set_postfix(cos=f"{1 - float(loss_fi):.4f}")
-                if deadline is not None and time.monotonic() >= deadline:
-                    timed_out = True
-                    break
-        if bar is not None:
-            bar.close()
+            if it % self.check_every == 0 and monitor.tick(self.check_every, cos=f"{1 - float(loss_fi):.4f}"):
+                break
+        monitor.close()
+        timed_out = monitor.timed_out
         with torch.no_grad():
             x.copy_(torch.max(torch.min(x, hi), lo))
             cos = F.cosine_similarity(Z, phi(x), dim=-1, eps=1e-10)

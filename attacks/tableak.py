@@ -28,7 +28,6 @@ network of Linear layers and elementwise activations each restart gets its own c
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -38,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.progress import LoopMonitor
 
 _ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
 
@@ -319,8 +319,8 @@ class TabLeakAttack:
         Z = ((torch.rand(R, B, n, generator=generator, dtype=torch.float64) * 2 - 1) * cfg.init_scale).to(device, dtype)
         Z.requires_grad_(True)
         opt = torch.optim.Adam([Z], lr=cfg.lr)
-        bar = _bar(cfg, f"TabLeak b={B} x{R}")
-        timed_out, it = False, 0
+        monitor = LoopMonitor(cfg.iterations, f"TabLeak b={B} x{R}", enabled=cfg.progress, deadline=deadline)
+        it = 0
         loss = torch.full((R,), math.nan)
         for it in range(1, cfg.iterations + 1):
             opt.zero_grad(set_to_none=True)
@@ -328,15 +328,11 @@ class TabLeakAttack:
             (gz,) = torch.autograd.grad(loss.sum(), Z)
             Z.grad = gz.sign() if cfg.sign_trick else gz
             opt.step()
-            if bar is not None:
-                bar.update(1)
-                if it % 50 == 0:
-                    bar.set_postfix(loss=f"{float(loss.min()):.4f}")
-            if deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
+            postfix = {"loss": f"{float(loss.min()):.4f}"} if it % 50 == 0 else {}
+            if monitor.tick(1, **postfix):
                 break
-        if bar is not None:
-            bar.close()
+        monitor.close()
+        timed_out = monitor.timed_out
 
         with torch.no_grad():
             cands = layout.relax(Z.detach(), cfg)                      # (R, B, n) model space
@@ -382,14 +378,6 @@ def _frozen_copy(model: nn.Module, device: torch.device, dtype: torch.dtype) -> 
     return m
 
 
-def _bar(cfg: TabLeakConfig, desc: str):
-    if not (cfg.progress and sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=cfg.iterations, desc=desc, unit="it", leave=False)
 
 
 __all__ = ["TabLeakAttack", "TabLeakConfig", "random_records", "restore_label_counts"]

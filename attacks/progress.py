@@ -1,0 +1,39 @@
+"""Progress bar and deadline for an attack's optimisation loop (shared by the iterative attacks)."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class LoopMonitor:
+    """A tqdm bar shown only when stderr is a terminal, and the attack's deadline.
+
+    ``tick(n, **postfix)`` advances the bar and returns True once the deadline (an absolute
+    ``time.monotonic()`` value) has passed; ``timed_out`` remembers it.
+    """
+
+    def __init__(self, total: int, desc: str, *, enabled: bool = True, deadline: float | None = None):
+        self.deadline = deadline
+        self.timed_out = False
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="it", leave=False)
+
+    def tick(self, n: int = 1, **postfix: str) -> bool:
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(**postfix)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+__all__ = ["LoopMonitor"]
