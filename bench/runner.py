@@ -168,6 +168,7 @@ class Runner:
         self.loss_fn = LOSSES[cfg.threat.loss]
         self.logger = logger
         self._prep_time: float | None = None
+        self._setting_cache: dict | None = None
 
     # ------------------------------------------------------------------ one batch
     def _model(self, batch_index: int):
@@ -177,8 +178,11 @@ class Runner:
                            device=self.device)
 
     def _setting(self) -> dict:
+        """Row fields fixed for the whole run (computed once: model_state hashes a weights file)."""
+        if self._setting_cache is not None:
+            return self._setting_cache
         cfg = self.cfg
-        return {
+        self._setting_cache = {
             "run_id": self.run_id, "experiment": cfg.name, "profile": cfg.profile, "seed": int(cfg.seed),
             "config_hash": self.chash, "dtype": cfg.dtype, "dataset": cfg.dataset.name,
             "data_source": self.source.data_source, "image_shape": list(self.spec.shape),
@@ -188,6 +192,7 @@ class Runner:
             "batch_size_known": bool(cfg.threat.batch_size_known), "defense": cfg.defense.name,
             "attack": self.attack.name,
         }
+        return self._setting_cache
 
     def run_batch(self, batch_index: int) -> dict:
         cfg = self.cfg
@@ -221,7 +226,7 @@ class Runner:
             rec = self.attack.reconstruct(obs, generator=gen, deadline=deadline)
             row["time_attack_s"] = time.perf_counter() - t0
             del obs
-            row.update(self._score(rec, model, x01, y, grads, batch_index, ids))
+            row.update(self._score(rec, model, x01, x, y, grads, batch_index, ids))
         except AttackNotApplicable as exc:
             row.update(status="not_applicable", error_type=type(exc).__name__, error_msg=str(exc))
         except (KeyboardInterrupt, SystemExit):
@@ -232,7 +237,8 @@ class Runner:
         row["peak_mem_mb"] = _peak_mem_mb(self.device)
         return make_row(**row)
 
-    def _score(self, rec: Reconstruction, model, x01, y, grads, batch_index, ids) -> dict:
+    def _score(self, rec: Reconstruction, model, x01, x, y, grads, batch_index, ids) -> dict:
+        """Metrics of one reconstruction; ``x01`` is the true batch in [0,1], ``x`` as fed to the model."""
         out: dict = {"status": rec.status}
         out.update({f"diag_{k}": v for k, v in rec.diagnostics.items()})
         inputs = rec.inputs.detach().to("cpu", torch.float64)
@@ -240,7 +246,7 @@ class Runner:
             from bench.tabular import tabular_quality
 
             rec01 = None
-            q = tabular_quality(inputs, self.spec.normalize(x01.double()), self.spec)
+            q = tabular_quality(inputs, x.detach().to("cpu", torch.float64), self.spec)
         else:
             rec01 = self.spec.denormalize(inputs) if inputs.shape[0] else inputs
             q = image_quality(rec01, x01.double(), self.metric_cfg)
@@ -251,7 +257,7 @@ class Runner:
 
             out.update(lpips_fields(rec01, x01, rec_for_true, kind=self.spec.kind, device=self.device))
         out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
-        out.update(self._pipeline_scores(rec, model, x01))
+        out.update(self._pipeline_scores(rec, model, x01, x))
         if rec.status == "failed":
             out["error_msg"] = str(rec.diagnostics.get("reason", ""))[:500] or None
         if inputs.shape[0] == x01.shape[0] and all(i >= 0 for i in rec_for_true):
@@ -269,7 +275,7 @@ class Runner:
             out["artifact"] = str(art)
         return out
 
-    def _pipeline_scores(self, rec: Reconstruction, model, x01) -> dict:
+    def _pipeline_scores(self, rec: Reconstruction, model, x01, x) -> dict:
         """feature_cosine of recovered layer inputs and stage_<name>_psnr/_lpips of pipeline stages."""
         out: dict = {}
         if rec.layer_inputs is not None and rec.diagnostics.get("attacked_layer") is not None:
@@ -279,7 +285,7 @@ class Runner:
                 lambda _m, inp: true_feats.append(inp[0].detach()))
             try:
                 with torch.no_grad():
-                    model(self.spec.normalize(x01.to(self.dtype)).to(self.device))
+                    model(x)
             finally:
                 hook.remove()
             out["feature_cosine"] = feature_cosine(rec.layer_inputs, true_feats[0])
