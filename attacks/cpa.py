@@ -41,6 +41,7 @@ from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruct
 from attacks.feature_inversion import intra_op_threads
 from attacks.layers import linear_layer
 from attacks.progress import LoopMonitor
+from attacks.priors import total_variation
 
 _EPS = 1e-20
 
@@ -97,13 +98,6 @@ def centre_and_whiten(dW: Tensor, B: int) -> tuple[Tensor, Tensor, Tensor]:
         E = Xc @ V[:, top] / (lam * (n - 1)).sqrt().clamp_min(_EPS)
     W_w = torch.diag(1.0 / (lam.sqrt() + _EPS)) @ E.T  # B×m
     return W_w @ Xc, W_w, mu
-
-
-def total_variation(x: Tensor) -> Tensor:
-    """Anisotropic TV with means (the official CPA / Inverting Gradients definition)."""
-    dx = (x[..., :, :-1] - x[..., :, 1:]).abs().mean()
-    dy = (x[..., :-1, :] - x[..., 1:, :]).abs().mean()
-    return dx + dy
 
 
 def resolve_sign_scale(S: Tensor, dW: Tensor, db: Tensor | None) -> tuple[Tensor | None, Tensor | None]:

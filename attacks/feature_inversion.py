@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec
 from attacks.progress import LoopMonitor
+from attacks.priors import total_variation
 
 
 class _Reached(Exception):
@@ -80,13 +81,6 @@ def intra_op_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def total_variation(x: Tensor) -> Tensor:
-    """Anisotropic TV with means over pixels (the official CPA / Inverting Gradients form)."""
-    dx = (x[..., :, :-1] - x[..., :, 1:]).abs().mean()
-    dy = (x[..., :-1, :] - x[..., 1:, :]).abs().mean()
-    return dx + dy
 
 
 @dataclass

@@ -38,6 +38,7 @@ from torch.func import functional_call
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
 from attacks.labels import assign_labels, batch_size_from_rank, recover_labels
+from attacks.priors import total_variation
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -85,13 +86,6 @@ class GeipingConfig:
         if self.max_iterations < 1 or self.restarts < 1:
             raise ValueError("max_iterations and restarts must be >= 1")
         self.lr_milestones = tuple(float(f) for f in self.lr_milestones)
-
-
-def total_variation(x: Tensor) -> Tensor:
-    """Anisotropic TV as in inversefed.metrics: mean |horizontal diff| + mean |vertical diff|."""
-    dx = (x[..., :, :-1] - x[..., :, 1:]).abs().mean()
-    dy = (x[..., :-1, :] - x[..., 1:, :]).abs().mean()
-    return dx + dy
 
 
 def select_indices(norms: list[float], spec: str) -> list[int]:
