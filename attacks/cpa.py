@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
 from attacks.feature_inversion import intra_op_threads
-from attacks.layers import linear_layer
+from attacks.layers import linear_layer, numerical_rank
 from attacks.progress import LoopMonitor
 from attacks.priors import total_variation
 
@@ -118,9 +118,7 @@ def resolve_sign_scale(S: Tensor, dW: Tensor, db: Tensor | None) -> tuple[Tensor
 
 def estimate_batch_size(dW: Tensor) -> int:
     """Numerical rank of the weight gradient (the number of samples when B < min(m, n))."""
-    eps = max(torch.finfo(dW.dtype).eps, torch.finfo(torch.float64).eps)
-    S = torch.linalg.svdvals(dW.detach().double())
-    rank = int((S > S[0] * eps ** (2 / 3)).sum()) if float(S[0]) > 0 else 0
+    rank = numerical_rank(torch.linalg.svdvals(dW.detach().double()), dW.dtype)
     if rank == 0 or rank >= min(dW.shape):
         raise AttackNotApplicable(
             f"cannot read the batch size off a weight gradient of rank {rank} (shape "

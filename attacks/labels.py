@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, Observation
+from attacks.layers import numerical_rank
 
 
 def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -71,13 +72,9 @@ def batch_size_from_rank(obs: Observation, rel_tol: float | None = None,
     g = g.reshape(g.shape[0], -1)
     if not torch.isfinite(g).all():
         raise AttackNotApplicable(f"gradient {key!r} is not finite; cannot estimate the batch size")
-    if rel_tol is None:
-        eps = torch.finfo(obs.gradients[key].dtype).eps
-        rel_tol = eps ** (2 / 3)
-    s = torch.linalg.svdvals(g)
-    if s.numel() == 0 or s[0] == 0:
+    rank = numerical_rank(torch.linalg.svdvals(g), obs.gradients[key].dtype, rel_tol)
+    if rank == 0:
         raise AttackNotApplicable(f"gradient {key!r} is zero; the batch reveals nothing")
-    rank = int((s > rel_tol * s[0]).sum())
     cap = min(g.shape)
     return rank, {"batch_size_source": "rank" if rank < cap else "rank_saturated",
                   "batch_size_rank_cap": cap, "batch_size_rank_layer": name}

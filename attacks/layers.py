@@ -83,6 +83,22 @@ def relu_linear_layer(model: nn.Module, layer: str | None) -> tuple[str, nn.Line
     return name, mod
 
 
+def numerical_rank(singular_values: torch.Tensor, dtype: torch.dtype,
+                   rel_tol: float | None = None) -> int:
+    """Number of singular values above ``rel_tol`` times the largest (0 for a zero matrix).
+
+    The default tolerance is eps^(2/3) of the dtype the gradient was computed in (never below
+    float64's): ``dL/dW = dL/dZ · Xᵀ`` has rank B, the rest is rounding noise.
+    """
+    S = singular_values
+    if S.numel() == 0 or float(S[0]) <= 0:
+        return 0
+    if rel_tol is None:
+        eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
+        rel_tol = max(eps, torch.finfo(torch.float64).eps) ** (2 / 3)
+    return int((S > rel_tol * S[0]).sum())
+
+
 def layer_gradients(gradients, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias gradient of the attacked layer from an Observation's gradient mapping."""
     wkey, bkey = f"{name}.weight", f"{name}.bias"
@@ -95,4 +111,4 @@ def layer_gradients(gradients, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return gradients[wkey], gradients[bkey]
 
 
-__all__ = ["linear_layer", "followed_by_relu", "relu_linear_layer", "layer_gradients"]
+__all__ = ["linear_layer", "followed_by_relu", "relu_linear_layer", "layer_gradients", "numerical_rank"]

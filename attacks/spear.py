@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
-from attacks.layers import layer_gradients, relu_linear_layer
+from attacks.layers import layer_gradients, numerical_rank, relu_linear_layer
 
 DTYPE = torch.float64
 
@@ -78,12 +78,12 @@ class SpearResult:
 
 
 def _dtype_tols(dtype: torch.dtype) -> tuple[float, float, float]:
-    """(zero_tol, rank_tol, residual_tol) for gradients computed in ``dtype``."""
+    """(zero_tol, residual_tol) for gradients computed in ``dtype``."""
     eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(DTYPE).eps
     eps64 = torch.finfo(DTYPE).eps
     eps = max(eps, eps64)
     # zero_tol: 1.5e-7 for float64 clients, 100 eps (1.2e-5) for float32 ones
-    return max(100 * eps, 10 * math.sqrt(eps64)), eps ** (2 / 3), 100 * math.sqrt(eps)
+    return max(100 * eps, 10 * math.sqrt(eps64)), 100 * math.sqrt(eps)
 
 
 def low_rank_factors(dW: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -315,9 +315,8 @@ def spear_core(
     cfg = config or SpearConfig()
     t0 = time.perf_counter()
     client_dtype = client_dtype or dW.dtype
-    ztol_d, rtol_d, restol_d = _dtype_tols(client_dtype)
+    ztol_d, restol_d = _dtype_tols(client_dtype)
     zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
-    rank_tol = cfg.rank_tol if cfg.rank_tol is not None else rtol_d
     res_tol = cfg.residual_tol if cfg.residual_tol is not None else restol_d
     fragile = None if not cfg.reject_mixtures else (
         cfg.fragile_leverage if cfg.fragile_leverage is not None else 1.0 - max(1e-6, zero_tol))
@@ -341,7 +340,7 @@ def spear_core(
         return SpearResult("failed", None, None, diag)
 
     U, S, Vh = low_rank_factors(dW)
-    rank = int((S > S[0] * rank_tol).sum())
+    rank = numerical_rank(S, client_dtype, cfg.rank_tol)
     diag["rank"] = rank
     if batch_size is None:
         if rank >= min(m, n):
