@@ -1,0 +1,61 @@
+"""SPEAR behind the attack interface (``attacks.base.Attack``)."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.layers import layer_gradients, relu_linear_layer
+from attacks.spear.config import DTYPE, SpearConfig
+from attacks.spear.engine import SpearResult, spear_core
+
+
+class SpearAttack:
+    """SPEAR behind the attack interface. Attacks ``layer`` (default: the first nn.Linear)."""
+
+    name: ClassVar[str] = "spear"
+    requires: ClassVar[frozenset[str]] = frozenset({"relu_linear_layer"})
+
+    def __init__(self, layer: str | None = None, **config):
+        self.layer = layer
+        self.config = SpearConfig(**config)
+
+    def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
+        relu_linear_layer(model, self.layer)
+
+    def recover_layer_inputs(
+        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
+    ) -> SpearResult:
+        """Inputs of the attacked layer (pixels for the first layer, features deeper in)."""
+        name, mod = relu_linear_layer(obs.model, self.layer)
+        dW, db = layer_gradients(obs.gradients, name)
+        return spear_core(
+            mod.weight,
+            mod.bias,
+            dW,
+            db,
+            batch_size=obs.batch_size,
+            generator=generator,
+            config=self.config,
+            deadline=deadline,
+            client_dtype=dW.dtype,
+        )
+
+    def reconstruct(
+        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
+    ) -> Reconstruction:
+        res = self.recover_layer_inputs(obs, generator=generator, deadline=deadline)
+        spec = obs.data_spec
+        if res.inputs is None:
+            empty = torch.empty((0, *spec.shape), dtype=DTYPE)
+            return Reconstruction(empty, None, "failed", res.diagnostics)
+        if res.inputs.shape[1] != spec.numel:
+            raise AttackNotApplicable(
+                f"the attacked layer takes {res.inputs.shape[1]} features, not the {spec.numel} "
+                "input values: it is not the first layer; use a pipeline (spear+fi+geiping) to map "
+                "features back to inputs"
+            )
+        inputs = res.inputs.reshape(-1, *spec.shape)
+        return Reconstruction(inputs, None, res.status, res.diagnostics)

@@ -1,0 +1,87 @@
+"""SPEAR's knobs (one place) and the tolerances derived from the client's dtype.
+
+Defaults are documented, with their reasons, in ``conf/attack/spear.yaml``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DTYPE = torch.float64
+
+
+@dataclass
+class SpearConfig:
+    """Knobs of the algorithm; defaults documented in conf/attack/spear.yaml."""
+
+    # direction finder: "sampling" (the paper: kernels of random (B-1)-row submatrices) or
+    # "subspace" (kernels of fewer rows, then an l1 search inside the small null space; see
+    # attacks/spear/finders/subspace.py)
+    search: str = "sampling"
+    # proposals evaluated together (the paper's GPU code uses 10^4); None: sized to the device
+    proposals_per_step: int | None = 4096
+    # give up after this many proposals (None: only the deadline stops the search)
+    max_proposals: int | None = 20_000_000
+    # sparsity filter: a proposal q is kept when ||L q||_0 over live rows >= max(tau*m_live, B-1+min_extra_zeros)
+    tau: float = 0.05
+    min_extra_zeros: int = 3
+    # |(L q)_k| <= zero_tol * ||L_k|| * ||q|| counts as an exact zero; None: from the client's dtype
+    zero_tol: float | None = None
+    # singular values below rank_tol * s_max are noise when estimating the batch size; None: from dtype
+    rank_tol: float | None = None
+    # two unit directions with |cos| above this are the same direction (up to sign)
+    dedup_cos: float = 1.0 - 1e-9
+    # greedy selection keeps the chosen set's smallest singular value above this
+    min_singular: float = 1e-4
+    # a-posteriori check: relative gradient residual allowed; None: from dtype
+    residual_tol: float | None = None
+    # reject a proposal whose zero rows include one of leverage above this (a mixture of
+    # directions, see filtering.refine); None: 1 - max(1e-6, zero_tol)
+    fragile_leverage: float | None = None
+    reject_mixtures: bool = True
+    # row sampling: "uniform" (the paper) or "adaptive" (prefer rows inactive for found samples)
+    sampling: str = "uniform"
+    # subspace finder: null-space dimension left after sampling B - subspace_dim rows, l1 starts
+    # per proposal and iterations (finders/subspace.py)
+    subspace_dim: int = 6
+    subspace_starts: int = 4
+    subspace_iters: int = 40
+    # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
+    # False gives the single-stage selection of the paper's ablation
+    second_stage: bool = True
+    # factorisation of dL/dW: "auto" (cheapest exact path for the shape), "svd" (full thin SVD) or
+    # "randomized" (range finder + explicit residual check); see factorisation.py
+    factorization: str = "auto"
+    # device for the search ("auto": the gradient's device); results always come back on the CPU
+    device: str = "auto"
+    # torch threads while SPEAR runs (None: leave torch's setting)
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.search not in ("sampling", "subspace"):
+            raise ValueError(f"attack.search={self.search!r}: use 'sampling' or 'subspace'")
+        if self.sampling not in ("uniform", "adaptive"):
+            raise ValueError(f"attack.sampling={self.sampling!r}: use 'uniform' or 'adaptive'")
+        if self.factorization not in ("auto", "svd", "randomized"):
+            raise ValueError(f"attack.factorization={self.factorization!r}: use auto, svd or randomized")
+        if self.subspace_dim < 1:
+            raise ValueError(f"attack.subspace_dim={self.subspace_dim}: must be >= 1")
+
+
+def dtype_tolerances(dtype: torch.dtype) -> tuple[float, float]:
+    """(zero_tol, residual_tol) for gradients computed in ``dtype``."""
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(DTYPE).eps
+    eps64 = torch.finfo(DTYPE).eps
+    eps = max(eps, eps64)
+    # zero_tol: 1.5e-7 for float64 clients, 100 eps (1.2e-5) for float32 ones
+    return max(100 * eps, 10 * math.sqrt(eps64)), 100 * math.sqrt(eps)
+
+
+def degenerate_ratio(zero_tol: float) -> float:
+    """Zero rows whose second-smallest singular value is below this share of the largest leave a
+    2-D null space (1.5e-4 for float64 clients; capped at 1e-2 for float32 ones, whose zero_tol
+    is already 3.5e-3)."""
+    return min(zero_tol * 1e3, 1e-2)
