@@ -30,7 +30,7 @@ def failure_bound(m, B: int, k: int | None = None) -> np.ndarray:
     """``min(1, B * P[Binomial(m, 1/2) < k])`` with ``k = B - 1`` by default.
 
     SPEAR pins sample i's direction down only from rows where sample i is inactive; it needs at
-    least ``B - 1`` of them (the sparsity filter in attacks/spear.py asks for
+    least ``B - 1`` of them (the sparsity filter in attacks/spear/filtering.py asks for
     ``max(ceil(tau*m), B - 1 + min_extra_zeros)``). If each of the m neurons is inactive for a sample
     independently with probability 1/2, the union bound over the B samples gives this upper bound
     on the probability that some sample has too few inactive neurons -- a failure no amount of

@@ -33,13 +33,13 @@ class SearchState:
 
 def make_finder(cfg):
     """The finder named by ``cfg.search``."""
+    from attacks.spear.finders.l1 import L1Search
     from attacks.spear.finders.sampling import SubmatrixSampler
-    from attacks.spear.finders.subspace import SubspaceSearch
 
     if cfg.search == "sampling":
         return SubmatrixSampler(cfg.sampling)
-    if cfg.search == "subspace":
-        return SubspaceSearch(cfg.subspace_dim, cfg.subspace_starts, cfg.subspace_iters, cfg.sampling)
+    if cfg.search == "l1":
+        return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 
