@@ -54,8 +54,8 @@ figures: ## the paper's figures from rows: failure vs width, sampling cost vs B,
 	    hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(HYDRA_ARGS); done
 	$(BIN)/python -m bench.plots --profile $(PROFILE)
 
-perf-spear: ## time SPEAR per batch and proposals drawn for b = 8, 12, 16, 20 at width 200
-	$(BIN)/python -m bench.perf.spear
+perf-spear: ## SPEAR exactness, time and proposals for b = 8..28 at width 200 (PERF_ARGS="--search sampling --threads 1 --json f.json ...")
+	$(BIN)/python -m bench.perf.spear $(PERF_ARGS)
 
 data: ## download MNIST and CIFAR-10 through torchvision (needs a network)
 	$(BIN)/python -m datasets.download

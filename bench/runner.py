@@ -103,6 +103,23 @@ def run_paths(cfg: DictConfig, attack_name: str, chash: str) -> tuple[str, Path]
     return run_id, path
 
 
+def server_view(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as the server sees it: its own module objects (an attack may call ``eval()``,
+    toggle ``requires_grad`` or add hooks) over the *same* weight storage, so a 311 M-parameter
+    layer is not held twice. :func:`weights_fingerprint` before and after the attack catches an
+    attack that writes into the weights in place."""
+    memo = {id(t): torch.nn.Parameter(t.detach(), requires_grad=t.requires_grad)
+            for t in model.parameters()}
+    memo.update({id(t): t.detach() for t in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> list[float]:
+    """Per-tensor float64 sums of the weights and buffers (no copies, O(parameters))."""
+    return [float(torch.sum(t.detach(), dtype=torch.float64)) for t in
+            [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+
+
 def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -209,7 +226,7 @@ class Runner:
             x = self.spec.normalize(x01.to(self.dtype)).to(self.device)
             grads, _ = fedsgd_gradient(model, x, y.to(self.device), self.loss_fn)
             obs = Observation(
-                model=copy.deepcopy(model), gradients=grads, loss_fn=self.loss_fn, data_spec=self.spec,
+                model=server_view(model), gradients=grads, loss_fn=self.loss_fn, data_spec=self.spec,
                 batch_size=B if cfg.threat.batch_size_known else None,
                 labels=y.to(self.device) if cfg.threat.labels_known else None,
             )
@@ -222,10 +239,15 @@ class Runner:
             gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + batch_index)
             budget = cfg.get("time_budget_s")
             deadline = time.monotonic() + float(budget) if budget else None
+            fingerprint = weights_fingerprint(model)
             t0 = time.perf_counter()
             rec = self.attack.reconstruct(obs, generator=gen, deadline=deadline)
             row["time_attack_s"] = time.perf_counter() - t0
             del obs
+            if weights_fingerprint(model) != fingerprint:
+                raise RuntimeError(f"attack {self.attack.name!r} wrote into the model's weights in "
+                                   "place; attacks must treat Observation.model as read-only "
+                                   "(copy a tensor before changing it)")
             row.update(self._score(rec, model, x01, x, y, grads, batch_index, ids))
         except AttackNotApplicable as exc:
             row.update(status="not_applicable", error_type=type(exc).__name__, error_msg=str(exc))

@@ -49,7 +49,8 @@ class Factors:
 
 
 def _cols(dW: Tensor):
-    """Column chunks of dW as float64 (a float32 gradient is cast one chunk at a time)."""
+    """Column chunks of dW as float64 (a float32 gradient is cast one chunk at a time). A float64
+    chunk is a *view* of dW: never modify it in place."""
     for j in range(0, dW.shape[1], CHUNK):
         yield j, dW[:, j:j + CHUNK].to(DTYPE)
 
@@ -89,8 +90,7 @@ def randomized(dW: Tensor, *, client_dtype: torch.dtype, rank_tol: float | None 
     num = den = 0.0
     for j, blk in _cols(dW):
         den += float(blk.square().sum())
-        blk -= P @ C[:, j:j + blk.shape[1]]
-        num += float(blk.square().sum())
+        num += float((blk - P @ C[:, j:j + blk.shape[1]]).square().sum())  # blk may be a view of dW
     residual = (num / max(den, 1e-300)) ** 0.5
     if residual_tol is None:
         eps = max(torch.finfo(client_dtype).eps, torch.finfo(DTYPE).eps) if client_dtype.is_floating_point \
