@@ -49,6 +49,8 @@ class SpearConfig:
     l1_iters: int = 25
     l1_rows: int = 0
     l1_deflate: float = 0.75
+    # 2-D kernels drawn from found directions' zero sets per step (finds look-alike samples)
+    l1_neighbours: int = 1024
     # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
     # False gives the single-stage selection of the paper's ablation
     second_stage: bool = True
@@ -68,8 +70,8 @@ class SpearConfig:
             raise ValueError(f"attack.sampling={self.sampling!r}: use 'uniform' or 'adaptive'")
         if self.factorization not in ("auto", "svd", "randomized"):
             raise ValueError(f"attack.factorization={self.factorization!r}: use auto, svd or randomized")
-        if self.l1_starts < 1 or self.l1_iters < 1 or self.l1_rows < 0 or not 0 <= self.l1_deflate <= 1:
-            raise ValueError("attack.l1_starts and l1_iters must be >= 1, l1_rows >= 0, l1_deflate in [0, 1]")
+        if self.l1_starts < 1 or self.l1_iters < 1 or self.l1_rows < 0 or self.l1_neighbours < 0 or not 0 <= self.l1_deflate <= 1:
+            raise ValueError("attack.l1_starts and l1_iters must be >= 1, l1_rows and l1_neighbours >= 0, l1_deflate in [0, 1]")
 
 
 def dtype_tolerances(dtype: torch.dtype) -> tuple[float, float]:

@@ -202,7 +202,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
         gen = generator
     K = proposals_per_step(cfg, dev, m_live, B)
     diag["proposals_per_step"] = K
-    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K)
+    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K, WR[live_idx], b[live_idx])
     finder = make_finder(cfg)
     proposals = 0
     last_tried = -1

@@ -29,6 +29,8 @@ class SearchState:
     cands: Candidates
     generator: torch.Generator  # on the search device
     batch: int  # proposals per step
+    WR: Tensor | None = None  # m_live × B: W Rᵀ, pre-activations are (W Rᵀ) Q⁻ᵀ + b
+    bias: Tensor | None = None  # m_live: the layer's bias
 
 
 def make_finder(cfg):
@@ -39,7 +41,8 @@ def make_finder(cfg):
     if cfg.search == "sampling":
         return SubmatrixSampler(cfg.sampling)
     if cfg.search == "l1":
-        return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling)
+        return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling,
+                        cfg.l1_neighbours)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from attacks.spear.finders import SearchState, sample_rows
+from attacks.spear.finders.completion import completion_proposals
 
 
 def irls_sphere(A: Tensor, u: Tensor, iters: int) -> Tensor:
@@ -78,17 +79,30 @@ def _modal_runs(angle: Tensor, tol: float) -> tuple[Tensor, Tensor]:
     return a.gather(1, pos), top_size
 
 
+def split_plane(Lt: Tensor, N2: Tensor, zero_tol: float) -> tuple[Tensor, Tensor]:
+    """The two sample directions inside 2-D kernels ``N2`` (p × B × 2), when there are two.
+
+    A row of ``L̃`` inactive for a sample whose direction lies in the plane is orthogonal to that
+    direction within the plane, so rows inactive for the same sample all project to the same
+    angle: the two most frequent angles give the two directions exactly. Returns (p × 2 × B)
+    directions and (p × 2) supporting row counts.
+    """
+    M = Lt @ N2  # p × m × 2
+    ang = torch.remainder(torch.atan2(M[:, :, 1], M[:, :, 0]), torch.pi)
+    rep, size = _modal_runs(ang, 1e3 * zero_tol)
+    v = torch.stack([-torch.sin(rep), torch.cos(rep)], dim=2)  # orthogonal to the rows' angle
+    return (N2[:, None] @ v[:, :, :, None])[:, :, :, 0], size
+
+
 def round_to_proposals(L: Tensor, Lt: Tensor, q: Tensor, B: int, zero_tol: float) -> tuple[Tensor, Tensor]:
     """Exact SPEAR proposals from approximate sparse directions ``q`` (P × B).
 
     The ``B + 2`` rows where ``|L̃ q|`` is smallest are, for a good ``q``, true zero rows of one
     sample: their kernel is that sample's direction. When ``q`` converged to a *mixture* of two
     samples' directions instead (its small entries are the rows inactive for both, common with
-    correlated pictures), the kernel is 2-D, spanned by the two directions: every other row that
-    is inactive for just one of the two samples is orthogonal to that sample's direction within
-    the kernel, so the two most frequent angles among the projected rows give both directions
-    exactly (the "(B−2)-row set with a 2-D null space" idea of the issue). Returns proposals
-    (2P × B) and a mask of the usable ones.
+    correlated pictures), the kernel is 2-D, spanned by the two directions, and
+    :func:`split_plane` recovers both exactly. Returns proposals (2P × B) and a mask of the
+    usable ones.
     """
     P = q.shape[0]
     S = min(B + 2, L.shape[0])
@@ -101,25 +115,44 @@ def round_to_proposals(L: Tensor, Lt: Tensor, q: Tensor, B: int, zero_tol: float
     ok = torch.cat([~two_d, torch.zeros_like(two_d)])
     if bool(two_d.any()):
         idx = two_d.nonzero().squeeze(1)
-        N2 = Vh[idx, B - 2:].transpose(1, 2)  # p × B × 2
-        M = Lt @ N2  # p × m × 2: row j is orthogonal to v in the plane when (M_j · v) = 0
-        ang = torch.remainder(torch.atan2(M[:, :, 1], M[:, :, 0]), torch.pi)
-        rep, size = _modal_runs(ang, 1e3 * zero_tol)
-        # the direction orthogonal to a row at angle φ is at φ + π/2
-        v = torch.stack([-torch.sin(rep), torch.cos(rep)], dim=2)  # p × 2 × 2
-        qs = (N2[:, None] @ v[:, :, :, None])[:, :, :, 0]  # p × 2 × B
+        qs, size = split_plane(Lt, Vh[idx, B - 2:].transpose(1, 2), zero_tol)
         good = size >= 2  # a group of one row is no evidence
         out[idx], ok[idx] = qs[:, 0], good[:, 0]
         out[P + idx], ok[P + idx] = qs[:, 1], good[:, 1]
     return out, ok & torch.isfinite(out).all(1)
 
 
+def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
+    """Directions of samples whose inactive neurons overlap a found sample's.
+
+    ``B−2`` rows drawn from the zero set of a found direction ``q_j`` leave a 2-D kernel that
+    contains ``q_j``; when the rows are also inactive for another sample ``i`` (likely when the
+    two pictures are alike, which is exactly when the l1 search confuses them), the kernel is
+    span(``q_i``, ``q_j``) and :func:`split_plane` returns ``q_i`` exactly. This is the issue's
+    "(b−2)-row set with a 2-D null space: one factorisation tests all completions at once".
+    """
+    B, dev = state.B, Lt.device
+    zs = torch.stack(state.cands.zero_sets).to(dev)  # n_found × m
+    usable = (zs.sum(1) >= B).nonzero().squeeze(1)
+    if B < 3 or not len(usable):
+        return torch.empty(0, B, dtype=Lt.dtype, device=dev)
+    pick = usable[torch.randint(len(usable), (K,), generator=state.generator, device=dev)]
+    u = torch.rand(K, Lt.shape[0], generator=state.generator, dtype=Lt.dtype, device=dev)
+    u = torch.where(zs[pick], u, torch.zeros_like(u) - 1.0)  # rows outside the zero set never win
+    rows = u.topk(B - 2, dim=1).indices
+    N2 = torch.linalg.svd(Lt[rows], full_matrices=True)[2][:, B - 2:].transpose(1, 2)
+    qs, size = split_plane(Lt, N2, state.zero_tol)
+    return qs.reshape(-1, B)[(size >= state.threshold).flatten()]
+
+
 class L1Search:
-    """Batched IRLS from random (deflated) starts, rounded to SPEAR proposals."""
+    """Batched IRLS from random (deflated) starts, rounded to SPEAR proposals; once some
+    directions are found, also 2-D kernels drawn from their zero sets (``neighbours`` per step)."""
 
     def __init__(self, starts: int = 256, iters: int = 25, rows: int = 0, deflate: float = 0.75,
-                 sampling: str = "uniform"):
+                 sampling: str = "uniform", neighbours: int = 1024):
         self.starts, self.iters, self.rows, self.deflate = starts, iters, rows, deflate
+        self.neighbours = neighbours
         self.adaptive = sampling == "adaptive"
         self._key = None
 
@@ -159,4 +192,8 @@ class L1Search:
             q = (N @ v)[:, :, 0]
         q = q / q.norm(dim=1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
         prop, ok = round_to_proposals(state.L, Lt, q, B, state.zero_tol)
-        return prop[ok], K
+        prop = prop[ok]
+        if self.neighbours and 0 < len(state.cands) < B:
+            prop = torch.cat([prop, neighbour_proposals(state, Lt, self.neighbours)])
+        prop = torch.cat([prop, completion_proposals(state)])
+        return prop, K
