@@ -202,3 +202,68 @@ def test_bad_knobs_name_the_key():
         SpearConfig(search="magic")
     with pytest.raises(ValueError, match="attack.factorization"):
         SpearConfig(factorization="qr")
+
+
+def _true_state(B, seed=0, width=200):
+    """A real batch's live L, W Rᵀ, bias and its true unit directions (from an exact SPEAR run)."""
+    from attacks.spear.factorisation import full_svd
+
+    spec, x01, y = real_batch("cifar10", B, seed=seed)
+    model = paper_fcnn(spec, width=width, seed=seed)
+    obs = observe(model, spec, x01, y)
+    W, b = model[1].weight.detach(), model[1].bias.detach()
+    dW = obs.gradients["1.weight"]
+    U, S, Vh = full_svd(dW)
+    L, R = U[:, :B] * S[:B].sqrt(), Vh[:B] * S[:B].sqrt()[:, None]
+    X = spec.normalize(x01).reshape(B, -1)
+    Qtrue = torch.linalg.lstsq(X.T, R.T).solution.T  # R = Q Xᵀ
+    live = L.norm(dim=1) > 1e-12 * L.norm(dim=1).max()
+    Qn = Qtrue / Qtrue.norm(dim=0, keepdim=True)
+    st = _state(L[live], B)
+    st.WR, st.bias = (W @ R.T)[live], b[live]
+    return st, Qn
+
+
+@pytest.mark.parametrize("missing", [1, 2])
+def test_completion_recovers_the_last_samples_from_the_dual_basis(missing):
+    from attacks.spear.finders.completion import completion_proposals
+
+    B = 10
+    st, Qn = _true_state(B)
+    for j in range(B - missing):
+        st.cands.add(Qn[:, j], torch.ones(st.L.shape[0], dtype=torch.bool), 0)
+    props = completion_proposals(st)
+    cos = (props @ Qn[:, B - missing:]).abs().amax(0)
+    assert bool((cos > 1 - 1e-9).all()), cos
+    # with nothing missing, or too much missing, it proposes nothing
+    st.cands = Candidates(B, 1 - 1e-9)
+    assert len(completion_proposals(st)) == 0
+
+
+def test_neighbour_kernels_find_a_look_alike_sample():
+    """Two near-identical pictures: their zero sets overlap almost entirely, the case where l1
+    starts confuse them; B-2 rows from the found one's zero set split the plane into both."""
+    from attacks.spear.finders.l1 import neighbour_proposals
+
+    B = 8
+    spec, x01, y = real_batch("cifar10", B, seed=1)
+    x01 = x01.clone()
+    x01[1] = (0.9 * x01[0] + 0.1 * x01[1]).clamp(0, 1)  # sample 1 looks like sample 0
+    model = paper_fcnn(spec, seed=1)
+    obs = observe(model, spec, x01, y)
+    from attacks.spear.factorisation import full_svd
+
+    dW = obs.gradients["1.weight"]
+    U, S, Vh = full_svd(dW)
+    L, R = U[:, :B] * S[:B].sqrt(), Vh[:B] * S[:B].sqrt()[:, None]
+    X = spec.normalize(x01).reshape(B, -1)
+    Q = torch.linalg.lstsq(X.T, R.T).solution.T
+    Qn = Q / Q.norm(dim=0, keepdim=True)
+    st = _state(L, B)
+    z0 = (L @ Qn[:, 0]).abs() <= 1.5e-7 * L.norm(dim=1)
+    st.cands.add(Qn[:, 0], z0, 0)
+    props = neighbour_proposals(st, L / L.norm(dim=1, keepdim=True), 256)
+    D = L @ Qn
+    only1 = int(((D[:, 1].abs() <= 1e-9 * D[:, 1].abs().max()) & (D[:, 0].abs() > 1e-9 * D[:, 0].abs().max())).sum())
+    assert only1 >= 2  # the construction: a few neurons are off for sample 1 but on for sample 0
+    assert len(props) and float((props @ Qn[:, 1]).abs().max()) > 1 - 1e-9

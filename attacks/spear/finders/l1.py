@@ -89,6 +89,10 @@ def split_plane(Lt: Tensor, N2: Tensor, zero_tol: float) -> tuple[Tensor, Tensor
     """
     M = Lt @ N2  # p × m × 2
     ang = torch.remainder(torch.atan2(M[:, :, 1], M[:, :, 0]), torch.pi)
+    # rows orthogonal to the whole plane (inactive for both samples) carry no angle: give each
+    # its own value past π so that they never form a group
+    flat = M.norm(dim=2) <= 1e3 * zero_tol
+    ang = torch.where(flat, 4.0 + torch.arange(M.shape[1], dtype=ang.dtype, device=ang.device), ang)
     rep, size = _modal_runs(ang, 1e3 * zero_tol)
     v = torch.stack([-torch.sin(rep), torch.cos(rep)], dim=2)  # orthogonal to the rows' angle
     return (N2[:, None] @ v[:, :, :, None])[:, :, :, 0], size
@@ -142,7 +146,7 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     rows = u.topk(B - 2, dim=1).indices
     N2 = torch.linalg.svd(Lt[rows], full_matrices=True)[2][:, B - 2:].transpose(1, 2)
     qs, size = split_plane(Lt, N2, state.zero_tol)
-    return qs.reshape(-1, B)[(size >= state.threshold).flatten()]
+    return qs.reshape(-1, B)[(size >= 2).flatten()]  # the engine's filter counts all zeros
 
 
 class L1Search:
