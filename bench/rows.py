@@ -9,13 +9,13 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
-SCHEMA_VERSION = 2   # 2: config_hash covers the data's identity and the weights' hash; setting_hash
+SCHEMA_VERSION = 2   # 2: config_hash also covers the data and the weights; setting_hash, data_fingerprint
 
 # Every row carries these keys (None where a value does not apply), in this order.
 FIELDS = (
     # identity
     "schema_version", "run_id", "experiment", "profile", "batch_index", "seed", "config_hash",
-    "setting_hash",
+    "setting_hash", "data_fingerprint",
     # provenance
     "git_sha", "git_dirty", "timestamp_utc", "device", "torch_version", "dtype",
     # setting
@@ -40,7 +40,7 @@ _NUM, _STR, _BOOL, _INT, _LIST = "number", "string", "boolean", "integer", "list
 # Row schema checked on read: key -> expected JSON type (None is always allowed except for REQUIRED).
 SCHEMA = {
     "schema_version": _INT, "run_id": _STR, "experiment": _STR, "profile": _STR, "batch_index": _INT,
-    "seed": _INT, "config_hash": _STR, "setting_hash": _STR,
+    "seed": _INT, "config_hash": _STR, "setting_hash": _STR, "data_fingerprint": _STR,
     "git_sha": _STR, "git_dirty": _BOOL, "timestamp_utc": _STR, "device": _STR, "torch_version": _STR,
     "dtype": _STR, "dataset": _STR, "data_source": _STR, "image_shape": _LIST, "model": _STR,
     "width": _INT, "depth": _INT, "model_state": _STR, "batch_size": _INT, "labels_known": _BOOL,
@@ -163,11 +163,13 @@ class RowWriter:
         with open(self.path, "r+b") as fh:
             fh.truncate(cut)
 
+    def rows(self) -> list[dict]:
+        """Every valid row of the file, in write order."""
+        return list(read_rows([self.path])) if self.path.exists() else []
+
     def done(self, retry_errors: bool = True) -> set[tuple[str, int]]:
         """(config_hash, batch_index) already written; error rows count only without ``retry_errors``."""
-        if not self.path.exists():
-            return set()
-        return {(r["config_hash"], r["batch_index"]) for r in read_rows([self.path])
+        return {(r["config_hash"], r["batch_index"]) for r in self.rows()
                 if not (retry_errors and r.get("status") == "error")}
 
     def lock(self, on_wait=None):
