@@ -187,7 +187,7 @@ REVEALABLE = frozenset({"labels", "batch_size"})
 
 
 def _shape(t) -> str:
-    return "(" + ", ".join(str(int(d)) for d in t) + ")"
+    return str(tuple(int(d) for d in t))
 
 
 def check_gradients(obs: Observation, needed: frozenset[str] | set[str] | tuple = ()) -> None:
