@@ -140,7 +140,13 @@ class RowWriter:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_tail()
+        from filelock import FileLock, Timeout
+
+        try:  # never repair a file another run is appending to; lock() repairs once it is ours
+            with FileLock(str(self.path) + ".lock", timeout=0):
+                self._repair_tail()
+        except Timeout:
+            pass
 
     def _repair_tail(self) -> None:
         """End the file on a fresh line: a complete last row missing only its newline is kept (the
@@ -187,6 +193,7 @@ class RowWriter:
             if on_wait is not None:
                 on_wait(Path(lock.lock_file))
             lock.acquire()
+        self._repair_tail()  # a run killed mid-write may have left a torn line
         return lock
 
     def write(self, row: dict) -> None:

@@ -345,14 +345,17 @@ class Runner:
         return batch_fingerprint(x01, y)
 
     def _todo(self) -> list[int]:
-        """Batches without a current row: none yet, an error row (unless ``retry_errors=false``),
-        or a row whose batch's pixels changed since it was written."""
+        """Batches without a current row. The newest row of a batch in the file is current when it
+        has this run's config_hash, is not an error (unless ``retry_errors=false``) and its batch's
+        pixels did not change since it was written (tables keep that same newest row)."""
         keep_errors = not self.cfg.get("retry_errors", True)
-        done = {(r["config_hash"], r["batch_index"]): r for r in self.writer.rows()
-                if keep_errors or r.get("status") != "error"}
+        newest = {r["batch_index"]: r for r in self.writer.rows()}
         todo = []
         for b in range(int(self.cfg.n_batches)):
-            row = done.get((self.chash, b))
+            row = newest.get(b)
+            if row is not None and (row["config_hash"] != self.chash
+                                    or (row.get("status") == "error" and not keep_errors)):
+                row = None
             if row is not None and row.get("data_fingerprint") not in (None, self._fingerprint(b)):
                 print(f"[spear-bench] batch {b}: its data changed since the row was written; recomputing",
                       file=sys.stderr)
@@ -375,8 +378,9 @@ class Runner:
 
     def statuses(self) -> list[str | None]:
         """Status of each batch of this run's current rows (the newest row per batch)."""
-        last = {r["batch_index"]: r.get("status") for r in self.writer.rows() if r["config_hash"] == self.chash}
-        return [last[b] for b in range(int(self.cfg.n_batches)) if b in last]
+        newest = {r["batch_index"]: r for r in self.writer.rows()}
+        return [newest[b].get("status") for b in range(int(self.cfg.n_batches))
+                if b in newest and newest[b]["config_hash"] == self.chash]
 
     def _run(self) -> Path:
         cfg = self.cfg

@@ -109,6 +109,9 @@ def test_resume_after_data_source_change_recomputes_every_batch(tmp_results, tmp
     other = tmp_path / "other"                                         # another real root
     _jpegs(other / "tiny-imagenet-200" / "train", {"n01": 3, "n02": 3}, seed=1)
     assert _computed(Runner(_cfg("dataset=tiny_imagenet", f"paths.data_root={other}")), monkeypatch) == [0, 1]
+    # back to the first root: its rows are no longer the newest of their batches, so they are redone
+    assert _computed(Runner(_cfg(*args)), monkeypatch) == [0, 1]
+    assert _computed(Runner(_cfg(*args)), monkeypatch) == []
 
 
 def test_resume_after_data_changed_in_place_recomputes_exactly_the_affected_batches(tmp_results, tmp_path,
