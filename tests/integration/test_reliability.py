@@ -122,13 +122,17 @@ def test_resume_after_data_changed_in_place_recomputes_exactly_the_affected_batc
     r = Runner(_cfg(*args))
     assert _computed(r, monkeypatch) == [0, 1, 2]
     rows = list(read_rows([r.path]))
-    in_batch = {b: {row["sample_ids"][i] for row in rows if row["batch_index"] == b for i in range(2)}
-                for b in range(3)}
-    victim = files[0]
-    _jpegs(root / "tiny-imagenet-200" / "train", {"n01": 1}, seed=7)  # rewrites n01_0.JPEG
-    rel = str(victim.relative_to(root / "tiny-imagenet-200" / "train"))
+    in_batch = {row["batch_index"]: set(row["sample_ids"]) for row in rows}
+    train = root / "tiny-imagenet-200" / "train"
+    rel = sorted(in_batch[0])[0]  # a file of batch 0, edited in place
+    assert (train / rel) in files
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 200, dtype=np.uint8)).save(train / rel, quality=90)
     affected = [b for b in range(3) if rel in in_batch[b]]
+    assert 0 in affected
     assert _computed(Runner(_cfg(*args)), monkeypatch) == affected
+    assert _computed(Runner(_cfg(*args)), monkeypatch) == []
 
 
 def _cnn_weights(path: Path, seed: int) -> None:
