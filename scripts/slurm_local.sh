@@ -100,6 +100,7 @@ KillWait=10
 InactiveLimit=0
 MinJobAge=300
 MaxArraySize=10001
+DefMemPerCPU=$((mem / cpus))
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 JobCompType=jobcomp/none
@@ -198,7 +199,8 @@ check() {
   say "sinfo:"
   sinfo
   say "srun hostname:"
-  timeout 120 srun -N1 -n1 -t 1 hostname || die "srun hostname failed; logs: $DIR/log/"
+  # a little memory and no exclusivity, so that the check also runs beside a busy array
+  timeout 120 srun -N1 -n1 --mem=16M -t 1 hostname || die "srun hostname failed (or no free CPU for 2 min); logs: $DIR/log/"
 }
 
 how_to() {

@@ -27,8 +27,10 @@ class SweepIncomplete(RuntimeError):
     """Some array tasks of a SLURM sweep did not finish; the message says which and how to rerun."""
 
 
-def _failure_report(failed: list[tuple[int, list[str], str, str, str]], total: int) -> str:
-    """failed: (job number, the job's overrides, SLURM state, last error line, log file)."""
+def _failure_report(failed: list[tuple[int, list[str], str, str, str]], total: int,
+                    hydra_args: Sequence[str] = ()) -> str:
+    """failed: (job number, the job's overrides, SLURM state, error, log file); hydra_args: the
+    sweep's hydra overrides (launcher choice and settings) for the resubmission commands."""
     lines = [f"{len(failed)} of {total} SLURM array tasks did not finish:"]
     for idx, overrides, state, why, logfile in failed:
         lines.append(f"  #{idx} [{state}] {' '.join(filter_overrides(overrides))}\n"
@@ -37,7 +39,8 @@ def _failure_report(failed: list[tuple[int, list[str], str, str, str]], total: i
                  "JSONL (finished jobs find nothing left to do, these complete their missing "
                  "batches). Or resubmit only these jobs:")
     for _, overrides, *_ in failed:
-        lines.append("  python -m bench.run -m " + " ".join(shlex.quote(o) for o in overrides))
+        lines.append("  python -m bench.run -m "
+                     + " ".join(shlex.quote(o) for o in [*hydra_args, *overrides]))
     return "\n".join(lines)
 
 
@@ -89,10 +92,12 @@ class SpearSlurmLauncher(SlurmLauncher):
                     state = job.get_info(mode="force").get("State", "UNKNOWN")
                 except Exception:  # noqa: BLE001
                     state = "UNKNOWN"
-                why = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
                 failed.append((initial_job_idx + i, list(job_overrides[i]), state, why, str(job.paths.stderr)))
         if failed:
-            raise SweepIncomplete(_failure_report(failed, len(jobs)))
+            hydra_args = [o for o in self.config.hydra.overrides.hydra
+                          if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
+            raise SweepIncomplete(_failure_report(failed, len(jobs), hydra_args))
         return results
 
 
