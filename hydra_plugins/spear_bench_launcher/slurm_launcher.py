@@ -44,6 +44,35 @@ def _failure_report(failed: list[tuple[int, list[str], str, str, str]], total: i
     return "\n".join(lines)
 
 
+def _last_line(path) -> str:
+    """The last line of a task's stderr (e.g. "srun: error: node1: task 0: Killed")."""
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+SACCT_POLL_S = 30  # how often the states of unfinished tasks are read from sacct while waiting
+
+
+def _wait_all(jobs) -> None:
+    """Return once every task has finished. A task that finishes well leaves a result file (seen
+    within a second); one that is cancelled, killed or fails outside Python leaves none, and only
+    sacct tells. submitit's own polling slows down to every min(10 min, half the sweep's age), so
+    ask sacct for all tasks at once every SACCT_POLL_S seconds instead."""
+    import time
+
+    pending, last = list(jobs), float("-inf")
+    while pending:
+        if time.time() - last >= SACCT_POLL_S:
+            pending[0].watcher.update()  # one sacct call covers every task of the array
+            last = time.time()
+        pending = [j for j in pending if not j.done()]
+        if pending:
+            time.sleep(1)
+
+
 class SpearSlurmLauncher(SlurmLauncher):
     """SlurmLauncher that waits for all array tasks and reports every unfinished one."""
 
@@ -81,9 +110,8 @@ class SpearSlurmLauncher(SlurmLauncher):
               f"logs: {Path(str(self.params['submitit_folder']).replace('%j', first + '_*'))}",
               flush=True)
 
+        _wait_all(jobs)
         results, failed = [], []
-        for job in jobs:  # wait for all of them before judging any
-            job.wait()
         for i, job in enumerate(jobs):
             try:
                 results.append(job.results()[0])
@@ -92,11 +120,11 @@ class SpearSlurmLauncher(SlurmLauncher):
                     state = job.get_info(mode="force").get("State", "UNKNOWN")
                 except Exception:  # noqa: BLE001
                     state = "UNKNOWN"
-                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                why = _last_line(job.paths.stderr) or f"{type(e).__name__}: no output"
                 failed.append((initial_job_idx + i, list(job_overrides[i]), state, why, str(job.paths.stderr)))
         if failed:
             hydra_args = [o for o in self.config.hydra.overrides.hydra
-                          if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
+                          if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]
             raise SweepIncomplete(_failure_report(failed, len(jobs), hydra_args))
         return results
 
