@@ -23,9 +23,9 @@ def _cluster() -> tuple[str | None, str | None]:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "no sinfo/sbatch on PATH", None
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=5)
     except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 10 s (no slurmctld running?)", None
+        return "sinfo did not answer within 5 s (no slurmctld running?)", None
     if out.returncode != 0:
         return f"sinfo failed: {(out.stderr.strip().splitlines() or ['?'])[0]}", None
     usable = [line.split() for line in out.stdout.splitlines()
