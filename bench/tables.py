@@ -121,6 +121,7 @@ def _summary_line(g: pd.DataFrame, attack: str, dataset: str, setting: str, pape
     exact = pd.to_numeric(g["exact_fraction"], errors="coerce").fillna(0)
     acc = 100.0 * float(((exact >= 1.0) & g["status"].isin(OK_STATUSES)).mean())
     t_m, t_s, _ = _mean_std(g["time_attack_s"])
+    mem = pd.to_numeric(g["peak_mem_mb"], errors="coerce") if "peak_mem_mb" in g else pd.Series(dtype=float)
     sources = sorted(set(g["data_source"].dropna()))
     p = paper.get(attack, {})
     # rows keyed by attack then dataset (table1), or by attack only (tabular, cnn)
@@ -133,6 +134,8 @@ def _summary_line(g: pd.DataFrame, attack: str, dataset: str, setting: str, pape
         "paper LPIPS": p.get("lpips"),
         "Acc %": acc, "paper Acc %": p.get("acc"),
         "time/batch s": t_m, "paper time s": p.get("time_s"),
+        # the process's peak RSS (CPU) or peak allocated CUDA memory over the batches, per row
+        "peak mem MB": float(mem.max()) if mem.notna().any() else None,
         "n": n, "failures": failures,
         "B": int(g["batch_size"].iloc[0]), "data": ", ".join(sources),
         "exact at dB": g["exact_psnr_db"].dropna().iloc[0] if g["exact_psnr_db"].notna().any() else None,
@@ -296,7 +299,7 @@ def _fmt(v, digits=1):
 
 def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
     cols = ["attack", "dataset", "PSNR", "paper PSNR", "LPIPS", "paper LPIPS", "Acc %", "paper Acc %",
-            "time/batch s", "paper time s", "n", "failures", "B", "data"]
+            "time/batch s", "paper time s", "peak mem MB", "n", "failures", "B", "data"]
     kinds = set(res["kind"].fillna("image")) if "kind" in res else {"image"}
     if kinds == {"tabular"}:
         cols = TABULAR_COLS

@@ -297,3 +297,27 @@ def test_thumbnails_are_found_from_another_working_directory(tmp_results, tmp_pa
     monkeypatch.chdir(elsewhere)
     assert artifact_path(row, r.path.parent) is not None
     assert grid_for_run(r.path, tmp_path / "figs") is not None
+
+
+def test_attacks_get_the_weights_without_a_copy_and_may_not_write_into_them(tmp_results, monkeypatch):
+    """Issue 9 (memory): the server's view shares the weight storage (a 311 M-parameter layer is
+    not held twice); an attack that writes into it is caught and its batch is an error row."""
+    r = Runner(_cfg("dataset=mnist", "n_batches=1"))
+    model = r._model(0)
+    view = runner_mod.server_view(model)
+    for (n, p), (_, q) in zip(model.named_parameters(), view.named_parameters()):
+        assert p.data_ptr() == q.data_ptr() and p is not q, n
+    view.train()
+    assert not model.training  # module state is the view's own
+
+    def quiet_vandal(obs, **kw):
+        with torch.no_grad():
+            next(obs.model.parameters()).add_(1.0)
+        from attacks.base import Reconstruction
+        return Reconstruction(torch.zeros(0, *r.spec.shape), None, "failed", {})
+
+    r2 = Runner(_cfg("dataset=mnist", "n_batches=1", "seed=1"))
+    monkeypatch.setattr(r2.attack, "reconstruct", quiet_vandal)
+    r2.run()
+    row = list(read_rows([r2.path]))[-1]
+    assert row["status"] == "error" and "wrote into the model's weights" in row["error_msg"]

@@ -66,3 +66,14 @@ def test_newest_row_of_a_batch_wins_within_a_run(tmp_path):
     md = write_table(tmp_path, "table1", "quick").read_text()
     (line,) = [ln for ln in md.splitlines() if ln.startswith("| spear | CIFAR-10 |")]
     assert "| real |" in line and "| 2 | 0 | 8 |" in line
+
+
+def test_table1_shows_the_peak_memory_of_the_batches(tmp_path):
+    """Issue 9.3: peak memory per batch is in every row; Table 1 shows its maximum."""
+    _write(tmp_path, "mem", 1, peak_mem_mb=1234.0)
+    _write(tmp_path, "mem2", 1, peak_mem_mb=4321.0, seed=1)  # same setting, another seed: one line
+    md = write_table(tmp_path, "table1", "quick").read_text()
+    header = next(ln for ln in md.splitlines() if ln.startswith("| attack |"))
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("| spear | CIFAR-10 |")]
+    col = header.split("|").index(" peak mem MB ")
+    assert line.split("|")[col].strip() == "4321.0" and "| 2 | 0 | 8 |" in line
