@@ -32,10 +32,10 @@ test: ## the fast test suite (CPU, offline, < 10 min)
 test-all: ## every test, slow and data ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
-reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
+reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper|paper_spear, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
-	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE)
+	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE) $(if $(filter paper_spear,$(PROFILE)),--attacks spear)
 
 weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
 	$(BIN)/python -m bench.lpips_metric --download
