@@ -61,10 +61,24 @@ def label_accuracy(pred: Tensor | None, true: Tensor) -> float | None:
     return sum((p & t).values()) / max(1, len(true))
 
 
+def _chunks(t, step: int = 1 << 22):
+    flat = t.detach().reshape(-1)
+    for i in range(0, flat.numel(), step):
+        yield i, flat[i:i + step].double()
+
+
 def grad_residual(observed: dict, recomputed: dict) -> float:
-    """Relative distance ||g_obs - g_rec|| / ||g_obs|| over all parameters the server saw."""
-    num = sum(float((observed[k].double() - recomputed[k].double()).pow(2).sum()) for k in observed)
-    den = sum(float(observed[k].double().pow(2).sum()) for k in observed)
+    """Relative distance ||g_obs - g_rec|| / ||g_obs|| over all parameters the server saw.
+
+    Computed over chunks of 4 M entries: a 311 M-parameter layer (ImageNet 720) costs no
+    gradient-sized temporaries (they lifted the run's peak memory from ~3× to ~7× its gradient).
+    """
+    num = den = 0.0
+    for k in observed:
+        rec = recomputed[k].detach().reshape(-1)
+        for i, a in _chunks(observed[k]):
+            den += float(torch.linalg.vector_norm(a)) ** 2
+            num += float(torch.linalg.vector_norm(a - rec[i:i + a.numel()].double())) ** 2
     return math.sqrt(num / den) if den > 0 else float("nan")
 
 

@@ -135,9 +135,31 @@ def weights_fingerprint(model: torch.nn.Module) -> list[float]:
             [*model.parameters(), *model.buffers()] if t.is_floating_point()]
 
 
+def _reset_peak_mem(device: torch.device) -> None:
+    """Start a batch's peak-memory window: CUDA's counter, or Linux's peak RSS (VmHWM), which
+    ``5 > /proc/self/clear_refs`` resets (Linux >= 4.0). Without it the process-wide maximum
+    would carry one job's peak into every later job of a multirun."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_mem_mb(device: torch.device) -> float:
+    """Peak memory of the batch: CUDA's allocated peak, else the peak RSS since the last reset."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process peak RSS
 
 
@@ -250,8 +272,7 @@ class Runner:
         ids = [self.source.ids[int(i)] for i in idx]
         row = dict(self._setting(), batch_index=batch_index, sample_ids=ids,
                    true_labels=[int(self.source.labels[int(i)]) for i in idx], **provenance(self.device))
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        _reset_peak_mem(self.device)
         try:
             x01, y, ids = self.source.batch(idx)  # a bad file is this batch's error row, not the run's end
             row["data_fingerprint"] = batch_fingerprint(x01, y)

@@ -65,3 +65,34 @@ def test_grad_residual():
     assert grad_residual(g, g) == 0.0
     h = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
     assert grad_residual(g, h) == pytest.approx(np.sqrt(3 / 7))
+
+
+def test_grad_residual_chunked_matches_the_direct_formula():
+    import math
+
+    import torch
+
+    from bench import metrics
+
+    g = torch.Generator().manual_seed(0)
+    obs = {"a": torch.randn(300, 7000, generator=g, dtype=torch.float64), "b": torch.randn(5, generator=g).double()}
+    rec = {k: v + 1e-3 * torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in obs.items()}
+    direct = math.sqrt(sum(float((obs[k] - rec[k]).pow(2).sum()) for k in obs) / sum(float(v.pow(2).sum()) for v in obs.values()))
+    assert abs(metrics.grad_residual(obs, rec) - direct) < 1e-12 * direct
+
+
+def test_batch_peak_memory_window_resets_between_batches():
+    """Rows of a multirun must not inherit an earlier job's peak (process-wide ru_maxrss did)."""
+    import pytest
+    import torch
+
+    from bench.runner import _peak_mem_mb, _reset_peak_mem
+
+    big = torch.ones(100_000_000, dtype=torch.uint8)  # 100 MB touched
+    before = _peak_mem_mb(torch.device("cpu"))
+    del big
+    _reset_peak_mem(torch.device("cpu"))
+    after = _peak_mem_mb(torch.device("cpu"))
+    if after >= before:
+        pytest.skip("this kernel cannot reset the peak RSS (/proc/self/clear_refs)")
+    assert before - after > 50
