@@ -198,6 +198,10 @@ class Runner:
     def run_batch(self, batch_index: int) -> dict:
         cfg = self.cfg
         B = samples_per_update(cfg.defense, int(cfg.batch_size))  # K·B under secure aggregation
+        if cfg.dataset.get("label_homogeneous") is not None:
+            row_extra = {"label_homogeneous": bool(cfg.dataset.label_homogeneous)}
+        else:
+            row_extra = {}
         if cfg.dataset.get("label_homogeneous"):
             idx = homogeneous_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index)
         else:
@@ -205,7 +209,7 @@ class Runner:
                                balanced=bool(cfg.dataset.balanced))
         x01, y, ids = self.source.batch(idx)
         row = dict(self._setting(), batch_index=batch_index, sample_ids=ids, true_labels=y.tolist(),
-                   **provenance(self.device))
+                   **row_extra, **provenance(self.device))
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         try:
