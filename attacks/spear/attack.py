@@ -19,7 +19,7 @@ class SpearAttack:
     requires: ClassVar[frozenset[str]] = frozenset({"relu_linear_layer"})
 
     def __init__(self, layer: str | None = None, features_only: bool = False, **config):
-        self.layer = layer
+        self.layer = None if layer is None else str(layer)  # a sweep may pass attack.layer=1 as an int
         # features_only: when the attacked layer is not the first, return its recovered inputs
         # (features) as ``layer_inputs`` with no images instead of raising (the depth experiment)
         self.features_only = features_only
