@@ -110,3 +110,15 @@ def test_runner_row_records_the_defense_and_a_clear_status(tmp_path):
     (row,) = list(read_rows([path]))
     assert row["defense"] == "prune" and row["defense_keep"] == 0.1 and row["update_norm"] > 0
     assert row["status"] == "not_applicable" and "pruned" in row["error_msg"]
+
+
+def test_spear_features_only_recovers_a_deeper_layers_inputs():
+    spec, x01, y = real_batch("cifar10", 4, seed=0)
+    model = paper_fcnn(spec, width=60, depth=4, seed=0)
+    x = spec.normalize(x01)
+    upd = client_update({"name": "none"}, model, x, y)
+    rec = SpearAttack(layer=3, features_only=True, progress=False, max_proposals=300_000).reconstruct(
+        _obs(model, spec, upd, 4), generator=torch.Generator().manual_seed(0))
+    feats = model[2](model[1](model[0](x)))  # the input of linear layer 2 (module "3")
+    assert rec.inputs.shape[0] == 0 and rec.diagnostics["attacked_layer"] == "3"
+    assert rec.status == "ok" and _max_err(rec.layer_inputs, feats.detach()) < 1e-8
