@@ -130,6 +130,7 @@ def depth_table(df: pd.DataFrame) -> pd.DataFrame:
                    features=_num(df, "diag_layer_n").astype("Int64"))
     exact = (df["status"] == "ok") & (_num(df, "feature_cosine").fillna(0) >= EXACT_COS)
     t = _summary(df, ["attack", "layer", "features"], exact=exact)
+    t.loc[t["layer"] != 1, ["psnr_mean", "psnr_std", "psnr_min"]] = np.nan  # no images past layer 1
     return t
 
 
