@@ -10,6 +10,7 @@ def _row(experiment, i, **kw):
                 data_source="stand-in:pictures", model="fcnn", width=200, depth=6, batch_size=10,
                 status="ok", psnr_mean=290.0, exact_fraction=1.0, time_attack_s=1.0, attack="spear")
     base.update(kw)
+    base["run_id"] = base["config_hash"]  # one file (run) per setting, as the runner writes them
     return base
 
 
