@@ -266,7 +266,7 @@ class Runner:
             x = self.spec.normalize(x01.to(self.dtype)).to(self.device)
             # the client's update under its defense (bench/client): FedSGD, DP-SGD, FedAvg, ...
             upd = client_update(cfg.defense, model, x, y.to(self.device), self.loss_fn,
-                                seed=int(cfg.seed) * 104_729 + batch_index)
+                                seed=int(cfg.seed) * 104_729 + batch_index, gradient_fn=fedsgd_gradient)
             grads = upd.gradients
             row.update(upd.row)
             obs = Observation(

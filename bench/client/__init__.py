@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 from bench.client.fedsgd import LOSSES, cross_entropy, fedsgd_gradient
 
+_fedsgd_gradient = fedsgd_gradient
+
 DEFENSES = ("none", "dp_sgd", "fedavg", "aggregate", "prune", "quantize")
 
 
@@ -56,8 +58,14 @@ def samples_per_update(defense, batch_size: int) -> int:
 
 
 def client_update(defense, model: nn.Module, inputs: Tensor, labels: Tensor, loss_fn=cross_entropy,
-                  *, seed: int = 0) -> ClientUpdate:
-    """The update the server sees for ``inputs`` under ``defense`` (a dict or DictConfig)."""
+                  *, seed: int = 0, gradient_fn=None) -> ClientUpdate:
+    """The update the server sees for ``inputs`` under ``defense`` (a dict or DictConfig).
+
+    ``gradient_fn`` (default :func:`fedsgd_gradient`) computes one batch's gradient for the
+    FedSGD-based defenses (none, aggregate, prune, quantize); the runner passes its own name for it
+    so that tests can stand in a faulty client.
+    """
+    fedsgd_gradient = gradient_fn or _fedsgd_gradient
     d = _plain(defense)
     name = d.get("name", "none")
     knows = bool(d.get("server_knows", True))
