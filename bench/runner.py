@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
-from bench.client import LOSSES, fedsgd_gradient
+from bench.client import LOSSES, client_update, fedsgd_gradient, samples_per_update
+from bench.client.batches import homogeneous_batch
 from bench.config_check import ConfigError, validate_config
 from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
 from bench.models import build_model, weights_state
@@ -266,23 +267,34 @@ class Runner:
 
     def run_batch(self, batch_index: int) -> dict:
         cfg = self.cfg
-        B = int(cfg.batch_size)
-        idx = select_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index,
-                           balanced=bool(cfg.dataset.balanced))
+        B = samples_per_update(cfg.defense, int(cfg.batch_size))  # K·B under secure aggregation
+        homogeneous = cfg.dataset.get("label_homogeneous")
+        if homogeneous:
+            idx = homogeneous_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index)
+        else:
+            idx = select_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index,
+                               balanced=bool(cfg.dataset.balanced))
         ids = [self.source.ids[int(i)] for i in idx]
         row = dict(self._setting(), batch_index=batch_index, sample_ids=ids,
                    true_labels=[int(self.source.labels[int(i)]) for i in idx], **provenance(self.device))
+        if homogeneous is not None:
+            row["label_homogeneous"] = bool(homogeneous)
         _reset_peak_mem(self.device)
         try:
             x01, y, ids = self.source.batch(idx)  # a bad file is this batch's error row, not the run's end
             row["data_fingerprint"] = batch_fingerprint(x01, y)
             model = self._model(batch_index)
             x = self.spec.normalize(x01.to(self.dtype)).to(self.device)
-            grads, _ = fedsgd_gradient(model, x, y.to(self.device), self.loss_fn)
+            # the client's update under its defense (bench/client): FedSGD, DP-SGD, FedAvg, ...
+            upd = client_update(cfg.defense, model, x, y.to(self.device), self.loss_fn,
+                                seed=int(cfg.seed) * 104_729 + batch_index, gradient_fn=fedsgd_gradient)
+            grads = upd.gradients
+            row.update(upd.row)
             obs = Observation(
                 model=server_view(model), gradients=grads, loss_fn=self.loss_fn, data_spec=self.spec,
                 batch_size=B if cfg.threat.batch_size_known else None,
                 labels=y.to(self.device) if cfg.threat.labels_known else None,
+                client_steps=upd.client_steps, update_meta=upd.update_meta,
             )
             check_requirements(self.attack, obs)
             if self._prep_time is None:

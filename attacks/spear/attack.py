@@ -18,8 +18,11 @@ class SpearAttack:
     name: ClassVar[str] = "spear"
     requires: ClassVar[frozenset[str]] = frozenset({"relu_linear_layer"})
 
-    def __init__(self, layer: str | None = None, **config):
-        self.layer = layer
+    def __init__(self, layer: str | None = None, features_only: bool = False, **config):
+        self.layer = None if layer is None else str(layer)  # a sweep may pass attack.layer=1 as an int
+        # features_only: when the attacked layer is not the first, return its recovered inputs
+        # (features) as ``layer_inputs`` with no images instead of raising (the depth experiment)
+        self.features_only = features_only
         self.config = SpearConfig(**config)
 
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
@@ -31,17 +34,37 @@ class SpearAttack:
         """Inputs of the attacked layer (pixels for the first layer, features deeper in)."""
         name, mod = relu_linear_layer(obs.model, self.layer)
         dW, db = layer_gradients(obs.gradients, name)
-        return spear_core(
-            mod.weight,
-            mod.bias,
-            dW,
-            db,
-            batch_size=obs.batch_size,
-            generator=generator,
-            config=self.config,
-            deadline=deadline,
-            client_dtype=dW.dtype,
-        )
+        meta = obs.update_meta or {}
+        if float(meta.get("prune_keep", 1.0)) < 1.0:
+            raise AttackNotApplicable(
+                f"the update was pruned (defense prune, keep={meta['prune_keep']}): zeroing all but "
+                "the largest entries destroys the low-rank factorisation dL/dW = dL/dZ·Xᵀ that SPEAR "
+                "disaggregates")
+        try:
+            res = spear_core(
+                mod.weight,
+                mod.bias,
+                dW,
+                db,
+                batch_size=obs.batch_size,
+                generator=generator,
+                config=self.config,
+                deadline=deadline,
+                client_dtype=dW.dtype,
+                noise_std=meta.get("noise_std"),
+            )
+        except AttackNotApplicable as exc:
+            noisy = float(meta.get("noise_std", 0.0)) > 0 or "quantize_bits" in meta
+            if noisy and not self.config.noise_aware:
+                raise AttackNotApplicable(
+                    f"{exc} -- the update is noisy (defense: DP noise std {meta.get('noise_std')}, "
+                    f"quantisation bits {meta.get('quantize_bits')}); set attack.noise_aware=true for "
+                    "noise-aware rank and zero thresholds") from exc
+            raise
+        res.diagnostics["attacked_layer"] = name
+        if obs.client_steps > 1:  # FedAvg: the first layer's update still factors through X
+            res.diagnostics["update_model"] = f"fedavg_sum_of_{obs.client_steps}_steps"
+        return res
 
     def reconstruct(
         self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
@@ -51,6 +74,9 @@ class SpearAttack:
         if res.inputs is None:
             empty = torch.empty((0, *spec.shape), dtype=DTYPE)
             return Reconstruction(empty, None, "failed", res.diagnostics)
+        if res.inputs.shape[1] != spec.numel and self.features_only:
+            empty = torch.empty((0, *spec.shape), dtype=DTYPE)
+            return Reconstruction(empty, None, res.status, res.diagnostics, layer_inputs=res.inputs)
         if res.inputs.shape[1] != spec.numel:
             raise AttackNotApplicable(
                 f"the attacked layer takes {res.inputs.shape[1]} features, not the {spec.numel} "
@@ -58,4 +84,5 @@ class SpearAttack:
                 "features back to inputs"
             )
         inputs = res.inputs.reshape(-1, *spec.shape)
-        return Reconstruction(inputs, None, res.status, res.diagnostics)
+        return Reconstruction(inputs, None, res.status, res.diagnostics,
+                              layer_inputs=res.inputs if self.features_only else None)

@@ -57,6 +57,10 @@ class SpearConfig:
     # factorisation of dL/dW: "auto" (cheapest exact path for the shape), "svd" (full thin SVD) or
     # "randomized" (range finder + explicit residual check); see factorisation.py
     factorization: str = "auto"
+    # noisy updates (DP-SGD, quantisation): rank, zero test, live rows and residual tolerance from
+    # the update's noise floor (known std from the threat model, else estimated; attacks/spear/noise.py)
+    noise_aware: bool = False
+    noise_kappa: float = 1.0
     # device for the search ("auto": the gradient's device); results always come back on the CPU
     device: str = "auto"
     # torch threads while SPEAR runs (None: leave torch's setting)

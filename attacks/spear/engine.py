@@ -35,6 +35,7 @@ from attacks.spear.check import relative_residual
 from attacks.spear.config import DTYPE, SpearConfig, dtype_tolerances
 from attacks.spear.factorisation import low_rank_factors
 from attacks.spear.filtering import Candidates, refine, screen, zero_mask
+from attacks.spear.noise import estimate_noise, noise_tolerances
 from attacks.spear.finders import SearchState, make_finder
 from attacks.spear.selection import Trial, greedy_select, repair, scale_and_check
 
@@ -85,13 +86,15 @@ def spear_core(
     config: SpearConfig | None = None,
     deadline: float | None = None,
     client_dtype: torch.dtype | None = None,
+    noise_std: float | None = None,
 ) -> SpearResult:
     """Recover the inputs of ``Z = W X + b`` (followed by ReLU) from ``dW``, ``db``.
 
     ``W`` (m×n), ``b`` (m) are the layer's weights, ``dW``, ``db`` their gradients. Returns the
     inputs as rows (B×n) in float64 on the CPU. Raises AttackNotApplicable when the
     precondition fails. ``dW`` and ``W`` are never copied whole (float32 ones are cast in
-    column chunks), so huge layers cost little beyond the gradient itself.
+    column chunks), so huge layers cost little beyond the gradient itself. ``noise_std``: the
+    per-entry noise std of ``dW`` when the threat model reveals it (used with ``noise_aware``).
     """
     cfg = config or SpearConfig()
     t0 = time.perf_counter()
@@ -99,13 +102,14 @@ def spear_core(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
+        return _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0, noise_std)
     finally:
         if cfg.threads:
             torch.set_num_threads(old_threads)
 
 
-def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0) -> SpearResult:
+def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
+           noise_std=None) -> SpearResult:
     client_dtype = client_dtype or dW.dtype
     ztol_d, restol_d = dtype_tolerances(client_dtype)
     zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
@@ -149,6 +153,14 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
     if fac_residual is not None:
         diag["factorization_residual"] = fac_residual
     rank = numerical_rank(fac.S, client_dtype, cfg.rank_tol)
+    nf = None
+    if cfg.noise_aware:  # noisy update: the rank is what stands above the noise edge (noise.py)
+        fro2 = float(fac.S.square().sum()) if fac.path == "svd" else float(dW.double().norm()) ** 2
+        nf = estimate_noise(fac.S, fro2, m, n, known_std=noise_std)
+        # a stated batch size wins (the smallest samples' singular values may sit near the edge)
+        rank = batch_size if batch_size is not None else min(rank, max(nf.rank, 1))
+        diag["rank_above_noise"] = nf.rank
+        diag.update(noise_std=nf.std, noise_source=nf.source, noise_edge=nf.edge)
     diag["rank"] = rank
     if batch_size is None:
         if rank >= min(m, n):
@@ -172,9 +184,16 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
     sqrtS = fac.S[:B].sqrt()
     L = fac.U[:, :B] * sqrtS  # m × B
     R = fac.Vh[:B] * sqrtS[:, None]  # B × n
-    del fac
 
     live = L.norm(dim=1) > L.norm(dim=1).max() * torch.finfo(DTYPE).eps * 10
+    if nf is not None:
+        tol = noise_tolerances(nf, fac.S, L, db, fro2, B, kappa=cfg.noise_kappa)
+        live &= L.norm(dim=1) > tol["row_floor"]
+        zero_tol, res_tol = max(zero_tol, tol["zero_tol"]), max(res_tol, tol["residual_tol"])
+        if cfg.reject_mixtures and cfg.fragile_leverage is None:
+            fragile = 1.0 - max(1e-6, zero_tol)
+        diag.update(noise_zero_tol=zero_tol, noise_residual_tol=res_tol)
+    del fac
     live_idx = live.nonzero().squeeze(1)
     m_live = int(live.sum())
     diag["live_neurons"] = m_live

@@ -1,4 +1,4 @@
-"""The client: computes the update it sends to the server (FedSGD gradient of one batch)."""
+"""FedSGD: the client sends the plain gradient of one batch (mean loss)."""
 from __future__ import annotations
 
 import torch
