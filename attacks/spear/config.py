@@ -48,6 +48,25 @@ class SpearConfig:
     subspace_dim: int = 6
     subspace_starts: int = 4
     subspace_iters: int = 40
+    # dictionary finder (SPEAR++-style l1 on the sphere; finders/dictionary.py): random starts per
+    # step, Riemannian subgradient iterations, initial angle step and its geometric decay, the
+    # null-space rounding's row counts (multiples of B) and whether starts avoid found directions
+    dict_starts: int = 256
+    dict_iters: int = 120
+    dict_step: float = 0.2
+    dict_decay: float = 0.95
+    dict_rounds: tuple[float, ...] = (1.5, 2.5, 3.5)
+    dict_deflate: bool = True
+    # neighbour search (rows from a found sample's zero set, l1 inside the small null space):
+    # null-space dimension (None: sqrt(m_live)/2) and starts per null space (0: global search only)
+    dict_local_dim: int | None = None
+    dict_local_starts: int = 4
+    # guided finder (SPEAR + Geiping, finders/guided.py): Geiping iterations for the prior, rows
+    # drawn per proposal from one sample's predicted-inactive set (its most negative predicted
+    # pre-activations), the share of that set drawn from, and the prior's restarts
+    guide_iterations: int = 200
+    guide_pool: float = 0.6
+    guide_restarts: int = 1
     # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
     # False gives the single-stage selection of the paper's ablation
     second_stage: bool = True
@@ -61,8 +80,14 @@ class SpearConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.search not in ("sampling", "subspace"):
-            raise ValueError(f"attack.search={self.search!r}: use 'sampling' or 'subspace'")
+        if self.search not in ("sampling", "subspace", "dictionary", "guided"):
+            raise ValueError(f"attack.search={self.search!r}: use 'sampling', 'subspace', "
+                             "'dictionary' or 'guided'")
+        self.dict_rounds = tuple(float(r) for r in self.dict_rounds)
+        if self.dict_starts < 1 or self.dict_iters < 0:
+            raise ValueError("attack.dict_starts must be >= 1 and attack.dict_iters >= 0")
+        if not 0.0 < self.guide_pool <= 1.0:
+            raise ValueError(f"attack.guide_pool={self.guide_pool}: must be in (0, 1]")
         if self.sampling not in ("uniform", "adaptive"):
             raise ValueError(f"attack.sampling={self.sampling!r}: use 'uniform' or 'adaptive'")
         if self.factorization not in ("auto", "svd", "randomized"):

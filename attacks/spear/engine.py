@@ -298,6 +298,8 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
         time_search_s=time.perf_counter() - t_search,
         time_sampling_s=time.perf_counter() - t0,
     )
+    if hasattr(finder, "diagnostics"):
+        diag.update(finder.diagnostics())
     if best is None:
         stop = "the deadline" if timed_out else f"the proposal cap ({cfg.max_proposals})"
         missing = "" if len(cands) >= B else f" ({B - len(cands)} samples' directions never found)"

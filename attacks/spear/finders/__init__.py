@@ -40,6 +40,12 @@ def make_finder(cfg):
         return SubmatrixSampler(cfg.sampling)
     if cfg.search == "subspace":
         return SubspaceSearch(cfg.subspace_dim, cfg.subspace_starts, cfg.subspace_iters, cfg.sampling)
+    if cfg.search == "dictionary":
+        from attacks.spear.finders.dictionary import DictionaryLearning
+
+        return DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
+                                  cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
+                                  cfg.dict_local_starts)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 
