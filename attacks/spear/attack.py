@@ -31,7 +31,14 @@ class SpearAttack:
         """Inputs of the attacked layer (pixels for the first layer, features deeper in)."""
         name, mod = relu_linear_layer(obs.model, self.layer)
         dW, db = layer_gradients(obs.gradients, name)
-        return spear_core(
+        prior, guide_diag = None, {}
+        if self.config.search == "guided":  # SPEAR + Geiping: a short reconstruction as the prior
+            from attacks.spear.finders.guided import geiping_prior
+
+            prior, guide_diag = geiping_prior(
+                obs, mod, iterations=self.config.guide_iterations,
+                restarts=self.config.guide_restarts, generator=generator, deadline=deadline)
+        res = spear_core(
             mod.weight,
             mod.bias,
             dW,
@@ -41,7 +48,10 @@ class SpearAttack:
             config=self.config,
             deadline=deadline,
             client_dtype=dW.dtype,
+            prior=prior,
         )
+        res.diagnostics.update(guide_diag)
+        return res
 
     def reconstruct(
         self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None

@@ -58,12 +58,12 @@ class SpearConfig:
     dict_rounds: tuple[float, ...] = (1.5, 2.5, 3.5)
     dict_deflate: bool = True
     # neighbour search (rows from a found sample's zero set, l1 inside the small null space):
-    # null-space dimension (None: sqrt(m_live)/2) and starts per null space (0: global search only)
+    # null-space dimension (None: sqrt(m_live)) and starts per null space (0: global search only)
     dict_local_dim: int | None = None
     dict_local_starts: int = 4
     # guided finder (SPEAR + Geiping, finders/guided.py): Geiping iterations for the prior, rows
     # drawn per proposal from one sample's predicted-inactive set (its most negative predicted
-    # pre-activations), the share of that set drawn from, and the prior's restarts
+    # pre-activations; guide_pool is the share of that set), the prior's restarts
     guide_iterations: int = 200
     guide_pool: float = 0.6
     guide_restarts: int = 1

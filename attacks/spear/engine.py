@@ -85,13 +85,15 @@ def spear_core(
     config: SpearConfig | None = None,
     deadline: float | None = None,
     client_dtype: torch.dtype | None = None,
+    prior: Tensor | None = None,
 ) -> SpearResult:
     """Recover the inputs of ``Z = W X + b`` (followed by ReLU) from ``dW``, ``db``.
 
     ``W`` (m×n), ``b`` (m) are the layer's weights, ``dW``, ``db`` their gradients. Returns the
     inputs as rows (B×n) in float64 on the CPU. Raises AttackNotApplicable when the
     precondition fails. ``dW`` and ``W`` are never copied whole (float32 ones are cast in
-    column chunks), so huge layers cost little beyond the gradient itself.
+    column chunks), so huge layers cost little beyond the gradient itself. ``prior``: predicted
+    pre-activations (m × B') for the guided finder (finders/guided.py).
     """
     cfg = config or SpearConfig()
     t0 = time.perf_counter()
@@ -99,13 +101,13 @@ def spear_core(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
+        return _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0, prior)
     finally:
         if cfg.threads:
             torch.set_num_threads(old_threads)
 
 
-def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0) -> SpearResult:
+def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0, prior=None) -> SpearResult:
     client_dtype = client_dtype or dW.dtype
     ztol_d, restol_d = dtype_tolerances(client_dtype)
     zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
@@ -202,7 +204,9 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0)
         gen = generator
     K = proposals_per_step(cfg, dev, m_live, B)
     diag["proposals_per_step"] = K
-    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K)
+    if prior is not None:
+        prior = prior.to(dev, DTYPE)[live_idx]
+    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K, live_idx, prior)
     finder = make_finder(cfg)
     proposals = 0
     last_tried = -1

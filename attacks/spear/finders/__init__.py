@@ -29,6 +29,8 @@ class SearchState:
     cands: Candidates
     generator: torch.Generator  # on the search device
     batch: int  # proposals per step
+    live_idx: Tensor | None = None  # rows of the full L that are live (state.L = L[live_idx])
+    prior: Tensor | None = None  # m_live × B' predicted pre-activations (guided finder), or None
 
 
 def make_finder(cfg):
@@ -46,6 +48,10 @@ def make_finder(cfg):
         return DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
                                   cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
                                   cfg.dict_local_starts)
+    if cfg.search == "guided":
+        from attacks.spear.finders.guided import GuidedSampler
+
+        return GuidedSampler(cfg.guide_pool)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 

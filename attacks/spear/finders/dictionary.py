@@ -117,9 +117,11 @@ class DictionaryLearning:
         return Q0
 
     def dim_for(self, m: int, B: int) -> int:
-        """Null-space dimension of the neighbour search: about sqrt(m)/2 (well inside the planted
-        sparse-vector wall b·ρ ≈ √m, SCALING.md §4), at least 2, at most B − 1."""
-        d = self.local_dim if self.local_dim else round(0.5 * m ** 0.5)
+        """Null-space dimension of the neighbour search: about sqrt(m) (inside the planted
+        sparse-vector wall b·ρ ≈ √m, SCALING.md §4, so the l1 search there is easy), at least 2,
+        at most B − 1. Fewer drawn rows (B − d) make it likelier that all of them are inactive for
+        a similar sample too: overlap^(B−d)."""
+        d = self.local_dim if self.local_dim else round(m ** 0.5)
         return int(max(2, min(B - 1, d)))
 
     def global_search(self, state: SearchState) -> tuple[Tensor, int]:
