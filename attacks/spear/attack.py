@@ -18,9 +18,13 @@ class SpearAttack:
     name: ClassVar[str] = "spear"
     requires: ClassVar[frozenset[str]] = frozenset({"relu_linear_layer"})
 
+    # table labels of the finders that are methods of their own (rows' ``attack`` field)
+    NAMES: ClassVar[dict[str, str]] = {"dictionary": "spear-dictionary", "guided": "spear+geiping"}
+
     def __init__(self, layer: str | None = None, **config):
         self.layer = layer
         self.config = SpearConfig(**config)
+        self.name = self.NAMES.get(self.config.search, "spear")
 
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         relu_linear_layer(model, self.layer)

@@ -26,12 +26,17 @@ def geiping_prior(obs, layer: nn.Module, *, iterations: int, restarts: int,
                   generator: torch.Generator, deadline: float | None = None) -> tuple[Tensor, dict]:
     """Predicted pre-activations (m × B') of ``layer`` for a short Geiping reconstruction of
     ``obs``; the layer's inputs are read by a forward hook, so any layer of the model works."""
+    from attacks.base import AttackNotApplicable
     from attacks.geiping import GeipingAttack
 
     t0 = time.perf_counter()
     geiping = GeipingAttack(max_iterations=iterations, restarts=restarts, progress=False, threads=None)
-    geiping.prepare(obs.model, obs.data_spec)
-    rec = geiping.reconstruct(obs, generator=generator, deadline=deadline)
+    try:
+        geiping.prepare(obs.model, obs.data_spec)
+        rec = geiping.reconstruct(obs, generator=generator, deadline=deadline)
+    except AttackNotApplicable as exc:  # no prior: the guided finder samples uniformly
+        return torch.empty(layer.weight.shape[0], 0, dtype=DTYPE), {
+            "guide_time_s": time.perf_counter() - t0, "guide_status": f"not applicable: {exc}"[:200]}
     diag = {"guide_time_s": time.perf_counter() - t0, "guide_status": rec.status,
             "guide_iterations": iterations}
     if rec.inputs.shape[0] == 0:
