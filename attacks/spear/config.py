@@ -67,6 +67,9 @@ class SpearConfig:
     guide_iterations: int = 200
     guide_pool: float = 0.6
     guide_restarts: int = 1
+    # every other guided call runs the dictionary finder (dict_* knobs) once something is found:
+    # for true samples the prior does not cover (finders/guided.py)
+    guide_dictionary: bool = True
     # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
     # False gives the single-stage selection of the paper's ablation
     second_stage: bool = True

@@ -51,7 +51,14 @@ def make_finder(cfg):
     if cfg.search == "guided":
         from attacks.spear.finders.guided import GuidedSampler
 
-        return GuidedSampler(cfg.guide_pool)
+        helper = None
+        if cfg.guide_dictionary:
+            from attacks.spear.finders.dictionary import DictionaryLearning
+
+            helper = DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
+                                        cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
+                                        cfg.dict_local_starts)
+        return GuidedSampler(cfg.guide_pool, helper)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 

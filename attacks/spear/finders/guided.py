@@ -67,9 +67,11 @@ class GuidedSampler:
     shared machine). Samples whose predicted set already matches a found direction's zero set are drawn
     less often. Without a prior (``state.prior`` None or empty) it samples uniformly."""
 
-    def __init__(self, pool: float = 0.6):
+    def __init__(self, pool: float = 0.6, helper=None):
         self.pool = pool
         self._prior: Tensor | None = None
+        self.helper = helper  # a DictionaryLearning finder for every other call, or None
+        self.calls = 0
 
     def _setup(self, state: SearchState) -> None:
         """Ranks (B' × m_live, 0 = most negative) and negative counts of each predicted sample."""
@@ -80,6 +82,14 @@ class GuidedSampler:
         self.pools = (self.ranks.to(Z.dtype) < (self.pool * self.neg)[:, None].clamp_min(2 * state.B))
 
     def propose(self, state: SearchState) -> tuple[Tensor, int]:
+        """Guided proposals; once something was found and a helper is set, every other call is
+        the helper's (the dictionary finder's neighbour/global l1 search): Geiping's samples need
+        not cover every true sample (two predictions can land near one true picture), and the
+        missing ones resemble found ones (measured: 17 of 20 at width 200 from the prior alone
+        within 2e5 proposals, the rest never)."""
+        self.calls += 1
+        if self.helper is not None and len(state.cands) and self.calls % 2 == 0:
+            return self.helper.propose(state)
         K, B = state.batch, state.B
         if state.prior is None or state.prior.shape[1] == 0:
             idx = sample_rows(state, K, B - 1, False)
@@ -101,3 +111,6 @@ class GuidedSampler:
         idx = keys.topk(B - 1, dim=1).indices
         q, ok = null_vectors(state.L[idx])
         return q[ok], K
+
+    def diagnostics(self) -> dict:
+        return self.helper.diagnostics() if self.helper is not None else {}
