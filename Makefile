@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PROFILE ?= quick
 LOGGER ?= none
 HYDRA_ARGS ?=
+LAUNCHER ?=# hydra launcher for the sweeps, e.g. slurm (a SLURM cluster) or slurm_local (make slurm-local)
+override HYDRA_ARGS := $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) $(HYDRA_ARGS)
 export WANDB_SILENT ?= true
 
 .DEFAULT_GOAL := help
@@ -30,10 +32,10 @@ test: ## the fast test suite (CPU, offline, < 10 min)
 test-all: ## every test, slow and data ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
-reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper, LOGGER=none|wandb)
+reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper|paper_spear, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
 	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
-	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE)
+	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE) $(if $(filter paper_spear,$(PROFILE)),--attacks spear)
 
 weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
 	$(BIN)/python -m bench.lpips_metric --download
@@ -55,11 +57,17 @@ JOBS ?= 2
 figures: ## the paper's figures from rows: failure vs width, sampling cost vs B, one/two-stage selection, teaser grids -> results/figures/ (PROFILE=quick|paper, JOBS=2 parallel jobs)
 	set -e; for e in $(FIGURES); do \
 	  $(BIN)/python -m bench.run --multirun experiment=$$e profile=$(PROFILE) logger=$(LOGGER) \
-	    hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(HYDRA_ARGS); done
+	    $(if $(LAUNCHER),,hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(HYDRA_ARGS); done
 	$(BIN)/python -m bench.plots --profile $(PROFILE)
 
-perf-spear: ## time SPEAR per batch and proposals drawn for b = 8, 12, 16, 20 at width 200
-	$(BIN)/python -m bench.perf.spear
+perf-spear: ## SPEAR exactness, time and proposals for b = 8..28 at width 200 (PERF_ARGS="--search sampling --threads 1 --json f.json ...")
+	$(BIN)/python -m bench.perf.spear $(PERF_ARGS)
+
+slurm-local: ## start a one-node SLURM on this machine (root; installs slurm-wlm, munge, mariadb via apt) for LAUNCHER=slurm_local
+	scripts/slurm_local.sh start
+
+slurm-local-stop: ## stop the one-node SLURM of slurm-local
+	scripts/slurm_local.sh stop
 
 data: ## download MNIST and CIFAR-10 through torchvision (needs a network)
 	$(BIN)/python -m datasets.download
@@ -68,4 +76,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all figures reproduce-table1 weights reproduce-tabular reproduce-cnn reproduce-large-batch perf-spear data clean
+.PHONY: help install test test-all figures reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn reproduce-large-batch perf-spear data clean

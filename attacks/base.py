@@ -20,6 +20,7 @@ __all__ = [
     "Reconstruction",
     "Attack",
     "check_requirements",
+    "check_gradients",
 ]
 
 
@@ -185,11 +186,50 @@ class Attack(Protocol):
 REVEALABLE = frozenset({"labels", "batch_size"})
 
 
+def _shape(t) -> str:
+    return str(tuple(int(d) for d in t))
+
+
+def check_gradients(obs: Observation, needed: frozenset[str] | set[str] | tuple = ()) -> None:
+    """Raise AttackNotApplicable unless every gradient matches its parameter's shape.
+
+    Every entry of ``obs.gradients`` must be a tensor keyed by a name of
+    ``obs.model.named_parameters()`` with exactly that parameter's shape (a transposed, truncated or
+    reshaped gradient would otherwise surface as a raw torch error deep inside an attack).
+    ``needed``: parameter names the attack cannot do without; each must be present.
+    """
+    params = dict(obs.model.named_parameters())
+    if not obs.gradients:
+        raise AttackNotApplicable("observation holds no gradients; the server needs the client's "
+                                  "gradient keyed by model.named_parameters() names")
+    for name, grad in obs.gradients.items():
+        if name not in params:
+            raise AttackNotApplicable(
+                f"observation has a gradient for {name!r}, which is not a parameter of the model; "
+                f"gradients are keyed by model.named_parameters() names ({sorted(params)[:6]}...)")
+        if not isinstance(grad, Tensor):
+            raise AttackNotApplicable(f"gradient of {name!r} is a {type(grad).__name__}, not a torch.Tensor")
+        expected = tuple(params[name].shape)
+        if tuple(grad.shape) != expected:
+            raise AttackNotApplicable(
+                f"gradient of {name!r} has shape {_shape(grad.shape)} but the parameter has shape "
+                f"{_shape(expected)}; the gradient must have its parameter's shape (transposed, "
+                f"truncated or reshaped gradients cannot be attacked)")
+    missing = [n for n in needed if n not in obs.gradients]
+    if missing:
+        raise AttackNotApplicable(
+            f"observation lacks the gradient of {sorted(missing)}, which this attack needs; "
+            f"the client's update must include every parameter's gradient")
+
+
 def check_requirements(attack: Attack, obs: Observation) -> None:
     """Raise AttackNotApplicable if the observation does not reveal what the attack requires.
 
-    Structural requirements (e.g. ``relu_linear_layer``) are checked by the attack itself.
+    Also checks the observation itself (:func:`check_gradients`: every gradient has its
+    parameter's shape). Structural requirements (e.g. ``relu_linear_layer``) are checked by the
+    attack itself.
     """
+    check_gradients(obs)
     missing = sorted((set(attack.requires) & REVEALABLE) - obs.revealed())
     if missing:
         raise AttackNotApplicable(

@@ -102,13 +102,23 @@ def numerical_rank(singular_values: torch.Tensor, dtype: torch.dtype,
 def layer_gradients(gradients, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias gradient of the attacked layer from an Observation's gradient mapping."""
     wkey, bkey = f"{name}.weight", f"{name}.bias"
-    missing = [k for k in (wkey, bkey) if k not in gradients]
-    if missing:
+    if wkey not in gradients:
         raise AttackNotApplicable(
-            f"observation lacks gradient(s) {missing}; the attacked layer needs a bias "
+            f"observation lacks the weight gradient {wkey!r} of the attacked layer {name!r}; "
+            f"the client's update must include it (it holds the layer's inputs)"
+        )
+    if bkey not in gradients:
+        raise AttackNotApplicable(
+            f"observation lacks the bias gradient {bkey!r}; the attacked layer {name!r} needs a bias "
             f"(SPEAR recovers the scale of each sample from the bias gradient)"
         )
-    return gradients[wkey], gradients[bkey]
+    gw, gb = gradients[wkey], gradients[bkey]
+    if gw.ndim != 2 or gb.ndim != 1 or gb.shape[0] != gw.shape[0]:
+        raise AttackNotApplicable(
+            f"gradients of the attacked layer {name!r} do not fit together: weight gradient "
+            f"{tuple(gw.shape)}, bias gradient {tuple(gb.shape)} (expected (m, n) and (m,))"
+        )
+    return gw, gb
 
 
 __all__ = ["linear_layer", "followed_by_relu", "relu_linear_layer", "layer_gradients", "numerical_rank"]

@@ -8,6 +8,23 @@ import numpy as np
 from bench.rows import read_rows
 
 
+def artifact_path(row: dict, raw_dir: Path) -> Path | None:
+    """The thumbnail file a row points to, or None when it is gone.
+
+    Rows store it relative to the folder of their JSONL file (``<run_id>/batch_0000.npz``), so
+    figures work from any working directory and after the results folder moved; rows written
+    before that hold a path relative to the run's working directory, tried next.
+    """
+    art = row.get("artifact")
+    if not art:
+        return None
+    p = Path(art)
+    for cand in (Path(raw_dir) / p, p, Path(raw_dir) / p.parent.name / p.name):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def _tile(arr: np.ndarray) -> np.ndarray:
     """(N, C, H, W) uint8 -> (H, N*W, 3) with a 2 px gap."""
     n, c, h, w = arr.shape
@@ -52,8 +69,8 @@ def grid_for_run(jsonl: Path, fig_dir: Path, batch_index: int = 0) -> Path | Non
     if not rows:
         return None
     row = rows[-1]
-    art = Path(row["artifact"])
-    if not art.exists():
+    art = artifact_path(row, Path(jsonl).parent)
+    if art is None:
         return None
     z = np.load(art)
     psnr = row.get("psnr_mean")
@@ -80,19 +97,20 @@ def teaser_grids(results: Path | str, profile: str | None = None, experiment: st
     for r in rows:  # rows are appended in time order: the last one wins
         latest[(r["dataset"], r["attack"])] = r
     out = []
+    raw = results / "raw" / experiment
     for dataset in sorted({d for d, _ in latest}):
         picked = [latest.get((dataset, a)) for a in attacks]
-        if any(r is None or not Path(r["artifact"]).exists() for r in picked):
+        if any(r is None or artifact_path(r, raw) is None for r in picked):
             continue
         if len({tuple(r["sample_ids"]) for r in picked}) != 1:
             continue  # different batches (e.g. another batch size): not one figure
         strips, parts = [], []
         for r in picked:
-            z = np.load(r["artifact"])
+            z = np.load(artifact_path(r, raw))
             psnr = r.get("psnr_mean")
             strips.append((f"{r['attack']}\n{psnr:.1f} dB" if psnr is not None else r["attack"], z["recon"]))
             parts.append(f"{r['attack']} {psnr:.1f} dB" if psnr is not None else r["attack"])
-        strips.append(("truth", np.load(picked[0]["artifact"])["truth"]))
+        strips.append(("truth", np.load(artifact_path(picked[0], raw))["truth"]))
         r0 = picked[0]
         title = (f"{dataset} ({r0['data_source']}), B={r0['batch_size']}, batch {batch_index}, "
                  f"profile {r0.get('profile')}: " + ", ".join(parts))

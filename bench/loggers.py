@@ -47,7 +47,8 @@ def _scalar(v):
 
 
 # Row fields that are not metrics: identity/provenance go to the config, lists to the rows table.
-_NOT_LOGGED = {"schema_version", "run_id", "experiment", "profile", "config_hash", "git_sha",
+_NOT_LOGGED = {"schema_version", "run_id", "experiment", "profile", "config_hash", "setting_hash",
+               "data_fingerprint", "git_sha",
                "git_dirty", "timestamp_utc", "device", "torch_version", "dtype", "dataset",
                "data_source", "model", "model_state", "defense", "attack", "artifact", "error_msg"}
 

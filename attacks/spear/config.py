@@ -16,10 +16,10 @@ DTYPE = torch.float64
 class SpearConfig:
     """Knobs of the algorithm; defaults documented in conf/attack/spear.yaml."""
 
-    # direction finder: "sampling" (the paper: kernels of random (B-1)-row submatrices) or
-    # "subspace" (kernels of fewer rows, then an l1 search inside the small null space; see
-    # attacks/spear/finders/subspace.py)
-    search: str = "sampling"
+    # direction finder: "sampling" (the paper: kernels of random (B-1)-row submatrices) or "l1"
+    # (sparse vectors in L's column space by reweighted l1 from deflated random starts, rounded
+    # to submatrix kernels; attacks/spear/finders/l1.py)
+    search: str = "l1"
     # proposals evaluated together (the paper's GPU code uses 10^4); None: sized to the device
     proposals_per_step: int | None = 4096
     # give up after this many proposals (None: only the deadline stops the search)
@@ -43,11 +43,14 @@ class SpearConfig:
     reject_mixtures: bool = True
     # row sampling: "uniform" (the paper) or "adaptive" (prefer rows inactive for found samples)
     sampling: str = "uniform"
-    # subspace finder: null-space dimension left after sampling B - subspace_dim rows, l1 starts
-    # per proposal and iterations (finders/subspace.py)
-    subspace_dim: int = 6
-    subspace_starts: int = 4
-    subspace_iters: int = 40
+    # l1 finder: starts per step, IRLS iterations, rows sampled first (0: the whole column space),
+    # share of starts deflated against the directions already found
+    l1_starts: int = 256
+    l1_iters: int = 25
+    l1_rows: int = 0
+    l1_deflate: float = 0.75
+    # 2-D kernels drawn from found directions' zero sets per step (finds look-alike samples)
+    l1_neighbours: int = 1024
     # dictionary finder (SPEAR++-style l1 on the sphere; finders/dictionary.py): random starts per
     # step, Riemannian subgradient iterations, initial angle step and its geometric decay, the
     # null-space rounding's row counts (multiples of B) and whether starts avoid found directions
@@ -83,9 +86,9 @@ class SpearConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.search not in ("sampling", "subspace", "dictionary", "guided"):
-            raise ValueError(f"attack.search={self.search!r}: use 'sampling', 'subspace', "
-                             "'dictionary' or 'guided'")
+        if self.search not in ("sampling", "l1", "dictionary", "guided"):
+            raise ValueError(f"attack.search={self.search!r}: use 'sampling', 'l1', 'dictionary' "
+                             "or 'guided'")
         self.dict_rounds = tuple(float(r) for r in self.dict_rounds)
         if self.dict_starts < 1 or self.dict_iters < 0:
             raise ValueError("attack.dict_starts must be >= 1 and attack.dict_iters >= 0")
@@ -95,8 +98,8 @@ class SpearConfig:
             raise ValueError(f"attack.sampling={self.sampling!r}: use 'uniform' or 'adaptive'")
         if self.factorization not in ("auto", "svd", "randomized"):
             raise ValueError(f"attack.factorization={self.factorization!r}: use auto, svd or randomized")
-        if self.subspace_dim < 1:
-            raise ValueError(f"attack.subspace_dim={self.subspace_dim}: must be >= 1")
+        if self.l1_starts < 1 or self.l1_iters < 1 or self.l1_rows < 0 or self.l1_neighbours < 0 or not 0 <= self.l1_deflate <= 1:
+            raise ValueError("attack.l1_starts and l1_iters must be >= 1, l1_rows and l1_neighbours >= 0, l1_deflate in [0, 1]")
 
 
 def dtype_tolerances(dtype: torch.dtype) -> tuple[float, float]:

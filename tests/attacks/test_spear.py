@@ -109,14 +109,18 @@ def test_deeper_layer_features_exact():
 def test_deadline_and_budget_give_failed_status_not_crash():
     spec, x01, y = real_batch("cifar10", 16)
     obs = observe(paper_fcnn(spec), spec, x01, y)
-    rec = _attack(obs, max_proposals=64, proposals_per_step=64)
+    rec = _attack(obs, max_proposals=64, proposals_per_step=64, search="sampling")
     assert rec.status in ("failed", "partial")
     assert rec.diagnostics["proposals"] == 64
     assert "reason" in rec.diagnostics
-    # an already-expired deadline stops after one step
-    rec2 = SpearAttack(progress=False, proposals_per_step=64).reconstruct(
+    # an already-expired deadline stops after one step, for either finder
+    rec2 = SpearAttack(progress=False, proposals_per_step=64, search="sampling").reconstruct(
         obs, generator=torch.Generator().manual_seed(0), deadline=0.0)
     assert rec2.diagnostics["timed_out"] == 1 and rec2.status != "ok"
+    rec3 = SpearAttack(progress=False, l1_starts=4).reconstruct(
+        obs, generator=torch.Generator().manual_seed(0), deadline=0.0)
+    assert rec3.diagnostics["timed_out"] == 1 and rec3.status != "ok"
+    assert rec3.diagnostics["proposals"] == 4 and "never found" in rec3.diagnostics["reason"]
 
 
 def test_seeded_by_generator_only():

@@ -61,3 +61,18 @@ def test_unknown_profile_is_a_clear_error():
     cfg = _compose(["experiment=table1", "profile=nope"])
     with pytest.raises(ValueError, match="profile='nope'.*quick"):
         apply_profile(cfg, overrides=[])
+
+
+def test_table1_paper_spear_profile_is_spear_alone_in_both_precisions():
+    base = _compose(["experiment=table1", "profile=paper_spear"], hydra_node=True)
+    params = OmegaConf.to_container(base.hydra.sweeper.params, resolve=False)
+    plain = _compose(["experiment=table1", "profile=paper_spear"])
+    OmegaConf.set_struct(plain, False)
+    resolved = OmegaConf.merge(plain, {"_sweep": {k: str(v) for k, v in params.items()}})
+    assert resolved._sweep.attack == "spear"
+    assert sorted(resolved._sweep.dtype.split(",")) == ["float32", "float64"]
+    assert len(resolved._sweep.dataset.split(",")) == 5
+    cfg = apply_profile(_compose(["experiment=table1", "profile=paper_spear", "dtype=float32"]),
+                        overrides=["dtype=float32"])
+    assert cfg.batch_size == 20 and cfg.n_batches == 100 and cfg.dtype == "float32"
+    assert cfg.attack.search == "l1" and cfg.attack.threads == 1

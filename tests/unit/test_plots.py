@@ -101,3 +101,20 @@ def test_two_stage_accuracy_per_stage(tmp_path):
 def test_make_all_reports_missing_experiments(tmp_path):
     made = make_all(tmp_path, "quick", only=["fig_sampling"])
     assert made == {"fig_sampling": None}
+
+
+@pytest.mark.parametrize("name, rows", [
+    ("fig_failure_width", lambda: _rows(3, batch_size=8, width=8, status="not_applicable", exact_fraction=None)),
+    ("fig_sampling", lambda: _rows(3, batch_size=4, width=16, status="failed", exact_fraction=0.0)),
+    ("fig_two_stage", lambda: _rows(3, batch_size=4, width=16)),  # no diag_second_stage
+])
+def test_rows_with_nothing_to_plot_give_no_figure_and_a_reason(tmp_path, capsys, name, rows):
+    from bench.rows import RowWriter, make_row
+
+    w = RowWriter(tmp_path / "raw" / name / "r.jsonl")
+    for i, r in enumerate(rows()):
+        w.write(make_row(**dict(r, config_hash="h", run_id="r", experiment=name, time_attack_s=0.1)))
+    made = make_all(tmp_path, "quick", only=[name])
+    assert made == {name: None}
+    assert not list((tmp_path / "figures").glob("**/*.png"))
+    assert "not drawn" in capsys.readouterr().err

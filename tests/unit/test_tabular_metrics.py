@@ -70,7 +70,7 @@ def test_random_guess_floor(batch):
 
 
 def _row(attack, acc, mae, status="ok"):
-    return {"attack": attack, "dataset": "adult", "status": status, "image_shape": [105], "psnr_mean": None,
+    return {"schema_version": 1, "attack": attack, "dataset": "adult", "status": status, "image_shape": [105], "psnr_mean": None,
             "lpips_mean": None, "exact_fraction": 1.0 if mae == 0 else 0.0, "time_attack_s": 2.0,
             "data_source": "stand-in:adult-synthetic", "batch_size": 8, "exact_psnr_db": None,
             "psnr_cap_db": None, "discrete_acc": acc, "continuous_mae": mae, "config_hash": attack,

@@ -29,19 +29,22 @@ class SearchState:
     cands: Candidates
     generator: torch.Generator  # on the search device
     batch: int  # proposals per step
+    WR: Tensor | None = None  # m_live × B: W Rᵀ, pre-activations are (W Rᵀ) Q⁻ᵀ + b
+    bias: Tensor | None = None  # m_live: the layer's bias
     live_idx: Tensor | None = None  # rows of the full L that are live (state.L = L[live_idx])
     prior: Tensor | None = None  # m_live × B' predicted pre-activations (guided finder), or None
 
 
 def make_finder(cfg):
     """The finder named by ``cfg.search``."""
+    from attacks.spear.finders.l1 import L1Search
     from attacks.spear.finders.sampling import SubmatrixSampler
-    from attacks.spear.finders.subspace import SubspaceSearch
 
     if cfg.search == "sampling":
         return SubmatrixSampler(cfg.sampling)
-    if cfg.search == "subspace":
-        return SubspaceSearch(cfg.subspace_dim, cfg.subspace_starts, cfg.subspace_iters, cfg.sampling)
+    if cfg.search == "l1":
+        return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling,
+                        cfg.l1_neighbours)
     if cfg.search == "dictionary":
         from attacks.spear.finders.dictionary import DictionaryLearning
 

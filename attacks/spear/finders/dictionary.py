@@ -25,6 +25,8 @@ per-vector non-convex route from the dictionary-learning literature:
   have whitened directions at |cos| up to ~0.8 and tiny basins; rows drawn from the found
   sample's exact zero set leave a small null space that holds both, where the l1 search is easy
   (:meth:`DictionaryLearning.neighbour_search`).
+* Completion of the last one or two samples from the dual basis (:mod:`.completion`, shared with
+  the l1 finder).
 * Deflated starts: later starts are drawn orthogonal (in ``Û`` coordinates) to the directions
   already found. After whitening the dictionary is near-orthogonal when the samples' ``dL/dZ``
   columns are weakly correlated, so this steers starts towards the missing columns; it is a
@@ -39,6 +41,7 @@ import torch
 from torch import Tensor
 
 from attacks.spear.finders import SearchState
+from attacks.spear.finders.completion import completion_proposals
 
 
 def l1_sphere(U: Tensor, Q: Tensor, iters: int, step: float, decay: float) -> Tensor:
@@ -183,6 +186,7 @@ class DictionaryLearning:
         Q = unique_columns(Q, 1.0 - 1e-9)
         qL = torch.linalg.solve_triangular(self.R, Q, upper=True).T  # K'×B in L's coordinates
         qL = qL / qL.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        qL = torch.cat([qL, completion_proposals(state)])  # the last 1-2 samples (main's completion.py)
         ok = torch.isfinite(qL).all(dim=1)
         return qL[ok], cost
 
