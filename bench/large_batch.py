@@ -100,19 +100,23 @@ def plot(res: pd.DataFrame, out: Path) -> Path:
     colors = dict(zip(widths, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     marks = {"spear": "o", "spear-dictionary": "s", "spear+geiping": "^"}
     styles = {"spear": ":", "spear-dictionary": "-", "spear+geiping": "--"}
+    shift = {"spear": -0.4, "spear-dictionary": 0.0, "spear+geiping": 0.4}  # curves that coincide
     for (method, width), g in res.groupby(["method", "width"]):
         g = g.sort_values("b")
         lo, hi = wilson(g["exact"], g["n"])
-        ax.plot(g["b"], g["exact_share"], styles.get(method, "-"), marker=marks.get(method, "x"),
+        ax.errorbar(g["b"] + shift.get(method, 0.0), g["exact_share"],
+                    yerr=[g["exact_share"] - lo, hi - g["exact_share"]], fmt="none",
+                    ecolor=colors[width], alpha=0.35, capsize=2)
+        ax.plot(g["b"] + shift.get(method, 0.0), g["exact_share"], styles.get(method, "-"), marker=marks.get(method, "x"),
                 color=colors[width], label=f"{METHODS.get(method, method)}, m={width}")
-        ax.fill_between(g["b"], lo, hi, color=colors[width], alpha=0.08)
     for w in widths:
         ax.axvline(wall(w), color=colors[w], lw=0.8, alpha=0.6)
         ax.text(wall(w), 1.02, f"2√{w}", color=colors[w], fontsize=7, ha="center", va="bottom")
     ax.set_xlabel("batch size b")
     ax.set_ylabel("exact share of batches")
     ax.set_ylim(-0.03, 1.08)
-    ax.set_title("Large batches: exact share vs b (vertical: wall b·ρ = √m, ρ = 0.5)", fontsize=9)
+    ax.set_title("Large batches: exact share vs b (bars: 95% Wilson; vertical: wall b·ρ = √m, ρ = 0.5)",
+                 fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     return _save(fig, out, res)
 
