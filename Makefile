@@ -54,6 +54,10 @@ reproduce-defenses: ## defenses and protocols: DP-SGD, FedAvg, attacked depth, l
 	  $(BIN)/python -m bench.run --multirun experiment=$$e profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS); done
 	$(BIN)/python -m bench.defense_report --profile $(PROFILE)
 
+reproduce-large-batch: ## large batches: SPEAR, dictionary learning, SPEAR+Geiping, b x width -> results/tables/large_batch.*, results/figures/fig_large_batch.* (PROFILE=quick|paper)
+	$(BIN)/python -m bench.run --multirun experiment=large_batch profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
+	$(BIN)/python -m bench.large_batch --profile $(PROFILE)
+
 FIGURES := fig_failure_width fig_sampling fig_two_stage fig_teaser
 JOBS ?= 2
 figures: ## the paper's figures from rows: failure vs width, sampling cost vs B, one/two-stage selection, teaser grids -> results/figures/ (PROFILE=quick|paper, JOBS=2 parallel jobs)
@@ -78,4 +82,4 @@ clean: ## remove generated results, hydra outputs and caches
 	rm -rf outputs multirun results/raw results/tables results/figures .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all figures reproduce-defenses reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn perf-spear data clean
+.PHONY: help install test test-all figures reproduce-defenses reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn reproduce-large-batch perf-spear data clean

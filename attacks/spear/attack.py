@@ -18,12 +18,16 @@ class SpearAttack:
     name: ClassVar[str] = "spear"
     requires: ClassVar[frozenset[str]] = frozenset({"relu_linear_layer"})
 
+    # table labels of the finders that are methods of their own (rows' ``attack`` field)
+    NAMES: ClassVar[dict[str, str]] = {"dictionary": "spear-dictionary", "guided": "spear+geiping"}
+
     def __init__(self, layer: str | None = None, features_only: bool = False, **config):
         self.layer = None if layer is None else str(layer)  # a sweep may pass attack.layer=1 as an int
         # features_only: when the attacked layer is not the first, return its recovered inputs
         # (features) as ``layer_inputs`` with no images instead of raising (the depth experiment)
         self.features_only = features_only
         self.config = SpearConfig(**config)
+        self.name = self.NAMES.get(self.config.search, "spear")
 
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         relu_linear_layer(model, self.layer)
@@ -40,6 +44,13 @@ class SpearAttack:
                 f"the update was pruned (defense prune, keep={meta['prune_keep']}): zeroing all but "
                 "the largest entries destroys the low-rank factorisation dL/dW = dL/dZ·Xᵀ that SPEAR "
                 "disaggregates")
+        prior, guide_diag = None, {}
+        if self.config.search == "guided":  # SPEAR + Geiping: a short reconstruction as the prior
+            from attacks.spear.finders.guided import geiping_prior
+
+            prior, guide_diag = geiping_prior(
+                obs, mod, iterations=self.config.guide_iterations,
+                restarts=self.config.guide_restarts, generator=generator, deadline=deadline)
         try:
             res = spear_core(
                 mod.weight,
@@ -52,6 +63,7 @@ class SpearAttack:
                 deadline=deadline,
                 client_dtype=dW.dtype,
                 noise_std=meta.get("noise_std"),
+                prior=prior,
             )
         except AttackNotApplicable as exc:
             noisy = float(meta.get("noise_std", 0.0)) > 0 or "quantize_bits" in meta
@@ -61,6 +73,7 @@ class SpearAttack:
                     f"quantisation bits {meta.get('quantize_bits')}); set attack.noise_aware=true for "
                     "noise-aware rank and zero thresholds") from exc
             raise
+        res.diagnostics.update(guide_diag)
         res.diagnostics["attacked_layer"] = name
         if obs.client_steps > 1:  # FedAvg: the first layer's update still factors through X
             res.diagnostics["update_model"] = f"fedavg_sum_of_{obs.client_steps}_steps"

@@ -51,6 +51,28 @@ class SpearConfig:
     l1_deflate: float = 0.75
     # 2-D kernels drawn from found directions' zero sets per step (finds look-alike samples)
     l1_neighbours: int = 1024
+    # dictionary finder (SPEAR++-style l1 on the sphere; finders/dictionary.py): random starts per
+    # step, Riemannian subgradient iterations, initial angle step and its geometric decay, the
+    # null-space rounding's row counts (multiples of B) and whether starts avoid found directions
+    dict_starts: int = 256
+    dict_iters: int = 120
+    dict_step: float = 0.2
+    dict_decay: float = 0.95
+    dict_rounds: tuple[float, ...] = (1.5, 2.5, 3.5)
+    dict_deflate: bool = True
+    # neighbour search (rows from a found sample's zero set, l1 inside the small null space):
+    # null-space dimension (None: sqrt(m_live)) and starts per null space (0: global search only)
+    dict_local_dim: int | None = None
+    dict_local_starts: int = 4
+    # guided finder (SPEAR + Geiping, finders/guided.py): Geiping iterations for the prior, rows
+    # drawn per proposal from one sample's predicted-inactive set (its most negative predicted
+    # pre-activations; guide_pool is the share of that set), the prior's restarts
+    guide_iterations: int = 200
+    guide_pool: float = 0.6
+    guide_restarts: int = 1
+    # every other guided call runs the dictionary finder (dict_* knobs) once something is found:
+    # for true samples the prior does not cover (finders/guided.py)
+    guide_dictionary: bool = True
     # second greedy stage (``repair``): swap directions while that lowers the sign-check violations;
     # False gives the single-stage selection of the paper's ablation
     second_stage: bool = True
@@ -68,8 +90,14 @@ class SpearConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.search not in ("sampling", "l1"):
-            raise ValueError(f"attack.search={self.search!r}: use 'sampling' or 'l1'")
+        if self.search not in ("sampling", "l1", "dictionary", "guided"):
+            raise ValueError(f"attack.search={self.search!r}: use 'sampling', 'l1', 'dictionary' "
+                             "or 'guided'")
+        self.dict_rounds = tuple(float(r) for r in self.dict_rounds)
+        if self.dict_starts < 1 or self.dict_iters < 0:
+            raise ValueError("attack.dict_starts must be >= 1 and attack.dict_iters >= 0")
+        if not 0.0 < self.guide_pool <= 1.0:
+            raise ValueError(f"attack.guide_pool={self.guide_pool}: must be in (0, 1]")
         if self.sampling not in ("uniform", "adaptive"):
             raise ValueError(f"attack.sampling={self.sampling!r}: use 'uniform' or 'adaptive'")
         if self.factorization not in ("auto", "svd", "randomized"):

@@ -87,6 +87,7 @@ def spear_core(
     deadline: float | None = None,
     client_dtype: torch.dtype | None = None,
     noise_std: float | None = None,
+    prior: Tensor | None = None,
 ) -> SpearResult:
     """Recover the inputs of ``Z = W X + b`` (followed by ReLU) from ``dW``, ``db``.
 
@@ -95,6 +96,7 @@ def spear_core(
     precondition fails. ``dW`` and ``W`` are never copied whole (float32 ones are cast in
     column chunks), so huge layers cost little beyond the gradient itself. ``noise_std``: the
     per-entry noise std of ``dW`` when the threat model reveals it (used with ``noise_aware``).
+    ``prior``: predicted pre-activations (m × B') for the guided finder (finders/guided.py).
     """
     cfg = config or SpearConfig()
     t0 = time.perf_counter()
@@ -102,14 +104,14 @@ def spear_core(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0, noise_std)
+        return _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0, noise_std, prior)
     finally:
         if cfg.threads:
             torch.set_num_threads(old_threads)
 
 
 def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
-           noise_std=None) -> SpearResult:
+           noise_std=None, prior=None) -> SpearResult:
     client_dtype = client_dtype or dW.dtype
     ztol_d, restol_d = dtype_tolerances(client_dtype)
     zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
@@ -223,7 +225,10 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         gen = generator
     K = proposals_per_step(cfg, dev, m_live, B)
     diag["proposals_per_step"] = K
-    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K, WR[live_idx], b[live_idx])
+    if prior is not None:
+        prior = prior.to(dev, DTYPE)[live_idx]
+    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K, WR[live_idx], b[live_idx],
+                        live_idx, prior)
     finder = make_finder(cfg)
     proposals = 0
     last_tried = -1
@@ -319,6 +324,8 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         time_search_s=time.perf_counter() - t_search,
         time_sampling_s=time.perf_counter() - t0,
     )
+    if hasattr(finder, "diagnostics"):
+        diag.update(finder.diagnostics())
     if best is None:
         stop = "the deadline" if timed_out else f"the proposal cap ({cfg.max_proposals})"
         missing = "" if len(cands) >= B else f" ({B - len(cands)} samples' directions never found)"

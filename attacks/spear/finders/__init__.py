@@ -31,6 +31,8 @@ class SearchState:
     batch: int  # proposals per step
     WR: Tensor | None = None  # m_live × B: W Rᵀ, pre-activations are (W Rᵀ) Q⁻ᵀ + b
     bias: Tensor | None = None  # m_live: the layer's bias
+    live_idx: Tensor | None = None  # rows of the full L that are live (state.L = L[live_idx])
+    prior: Tensor | None = None  # m_live × B' predicted pre-activations (guided finder), or None
 
 
 def make_finder(cfg):
@@ -43,6 +45,23 @@ def make_finder(cfg):
     if cfg.search == "l1":
         return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling,
                         cfg.l1_neighbours)
+    if cfg.search == "dictionary":
+        from attacks.spear.finders.dictionary import DictionaryLearning
+
+        return DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
+                                  cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
+                                  cfg.dict_local_starts)
+    if cfg.search == "guided":
+        from attacks.spear.finders.guided import GuidedSampler
+
+        helper = None
+        if cfg.guide_dictionary:
+            from attacks.spear.finders.dictionary import DictionaryLearning
+
+            helper = DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
+                                        cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
+                                        cfg.dict_local_starts)
+        return GuidedSampler(cfg.guide_pool, helper)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 
