@@ -48,7 +48,9 @@ def _plain(cfg) -> dict:
 
 
 def update_norm(update: Mapping[str, Tensor]) -> float:
-    return float(math.sqrt(sum(float(g.double().pow(2).sum()) for g in update.values())))
+    """L2 norm of the whole update, accumulated in float64 without update-sized temporaries."""
+    return float(math.sqrt(sum(float(torch.linalg.vector_norm(g, dtype=torch.float64)) ** 2
+                               for g in update.values())))
 
 
 def samples_per_update(defense, batch_size: int) -> int:
