@@ -348,6 +348,12 @@ class Runner:
         out.update(self._pipeline_scores(rec, model, x01, x))
         if rec.status == "failed":
             out["error_msg"] = str(rec.diagnostics.get("reason", ""))[:500] or None
+        n_save = int(self.cfg.get("save_images", 0) or 0)
+        if batch_index < n_save and rec01 is not None:
+            art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
+            _save_images(art, x01, rec01, rec_for_true, ids)
+            out["artifact"] = art.relative_to(self.path.parent).as_posix()  # relative to the rows file
+        del rec01  # image copies go before the residual's second full gradient (peak memory)
         if inputs.shape[0] == x01.shape[0] and all(i >= 0 for i in rec_for_true):
             # The certificate: does the reconstruction explain what the server saw? Labels are the
             # attack's own when it recovered them, else the true labels of the matched samples.
@@ -356,11 +362,6 @@ class Runner:
             xin = inputs[order].to(self.device, self.dtype)
             g_rec, _ = fedsgd_gradient(model, xin, labels.to(self.device), self.loss_fn)
             out["grad_residual"] = grad_residual(grads, g_rec)
-        n_save = int(self.cfg.get("save_images", 0) or 0)
-        if batch_index < n_save and rec01 is not None:
-            art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
-            _save_images(art, x01, rec01, rec_for_true, ids)
-            out["artifact"] = art.relative_to(self.path.parent).as_posix()  # relative to the rows file
         return out
 
     def _pipeline_scores(self, rec: Reconstruction, model, x01, x) -> dict:
