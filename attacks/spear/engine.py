@@ -116,8 +116,6 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     ztol_d, restol_d = dtype_tolerances(client_dtype)
     zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
     res_tol = cfg.residual_tol if cfg.residual_tol is not None else restol_d
-    fragile = None if not cfg.reject_mixtures else (
-        cfg.fragile_leverage if cfg.fragile_leverage is not None else 1.0 - max(1e-6, zero_tol))
 
     dev = search_device(cfg, dW)
     dW, W = dW.detach(), W.detach()
@@ -187,14 +185,16 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     L = fac.U[:, :B] * sqrtS  # m × B
     R = fac.Vh[:B] * sqrtS[:, None]  # B × n
 
-    live = L.norm(dim=1) > L.norm(dim=1).max() * torch.finfo(DTYPE).eps * 10
+    row_norm = L.norm(dim=1)
+    live = row_norm > row_norm.max() * torch.finfo(DTYPE).eps * 10
     if nf is not None:
         tol = noise_tolerances(nf, fac.S, L, db, fro2, B, kappa=cfg.noise_kappa)
-        live &= L.norm(dim=1) > tol["row_floor"]
+        live &= row_norm > tol["row_floor"]
         zero_tol, res_tol = max(zero_tol, tol["zero_tol"]), max(res_tol, tol["residual_tol"])
-        if cfg.reject_mixtures and cfg.fragile_leverage is None:
-            fragile = 1.0 - max(1e-6, zero_tol)
         diag.update(noise_zero_tol=zero_tol, noise_residual_tol=res_tol)
+    # mixture screen: leverage above which a proposal hinges on one row (from the final zero_tol)
+    fragile = None if not cfg.reject_mixtures else (
+        cfg.fragile_leverage if cfg.fragile_leverage is not None else 1.0 - max(1e-6, zero_tol))
     del fac
     live_idx = live.nonzero().squeeze(1)
     m_live = int(live.sum())
@@ -209,7 +209,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             "markedly wider than the batch (attack a wider layer or a smaller batch)"
         )
     Ll = L[live_idx]
-    Ll_norm = Ll.norm(dim=1)
+    Ll_norm = row_norm[live_idx]
 
     # Z = (W Rᵀ) Q⁻ᵀ + b for any candidate disaggregation Q; W Rᵀ over column chunks
     WR = torch.zeros(m, B, dtype=DTYPE, device=dev)

@@ -88,6 +88,7 @@ class Candidates:
         self.first_seen: list[int] = []
         self.zero_sets: list[Tensor] = []  # live-row zero masks, for adaptive row choice
         self.dedup_cos = dedup_cos
+        self._zero_matrix: Tensor | None = None  # zero_sets stacked, cached until the set changes
 
     def add(self, q: Tensor, zmask: Tensor, at: int) -> bool:
         q = q.to("cpu", DTYPE)
@@ -101,13 +102,21 @@ class Candidates:
                     self.dirs[j] = q
                     self.zeros[j] = zeros
                     self.zero_sets[j] = zmask
+                    self._zero_matrix = None
                 return False
         self.dirs = torch.cat([self.dirs, q[None]])
         self.zeros.append(zeros)
         self.hits.append(1)
         self.first_seen.append(at)
         self.zero_sets.append(zmask)
+        self._zero_matrix = None
         return True
+
+    def zero_matrix(self, device) -> Tensor:
+        """The candidates' zero sets as one (n_candidates × m_live) bool matrix on ``device``."""
+        if self._zero_matrix is None or self._zero_matrix.device != torch.device(device):
+            self._zero_matrix = torch.stack(self.zero_sets).to(device)
+        return self._zero_matrix
 
     def count_known(self, q: Tensor) -> Tensor:
         """Mask of proposals that re-find a known direction; counts them as hits."""

@@ -46,33 +46,53 @@ def make_finder(cfg):
         return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling,
                         cfg.l1_neighbours)
     if cfg.search == "dictionary":
-        from attacks.spear.finders.dictionary import DictionaryLearning
-
-        return DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
-                                  cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
-                                  cfg.dict_local_starts)
+        return _dictionary(cfg)
     if cfg.search == "guided":
         from attacks.spear.finders.guided import GuidedSampler
 
-        helper = None
-        if cfg.guide_dictionary:
-            from attacks.spear.finders.dictionary import DictionaryLearning
-
-            helper = DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
-                                        cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim,
-                                        cfg.dict_local_starts)
-        return GuidedSampler(cfg.guide_pool, helper)
+        return GuidedSampler(cfg.guide_pool, _dictionary(cfg) if cfg.guide_dictionary else None)
     raise ValueError(f"unknown search {cfg.search!r}")
 
 
+def _dictionary(cfg):
+    """The dictionary finder with the ``dict_*`` knobs (alone, or as the guided finder's helper)."""
+    from attacks.spear.finders.dictionary import DictionaryLearning
+
+    return DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
+                              cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim, cfg.dict_local_starts)
+
+
+def draw_rows(state: SearchState, K: int, r: int, *, allowed: Tensor | None = None,
+              logits: Tensor | None = None) -> Tensor:
+    """K sets of ``r`` distinct live rows by Gumbel top-k (one draw of K × m uniforms), weighted by
+    ``logits`` (m) and restricted to the rows ``allowed`` (K × m mask; rows outside never win)."""
+    L = state.L
+    u = torch.rand(K, L.shape[0], generator=state.generator, dtype=L.dtype, device=L.device)
+    keys = -torch.log(-torch.log(u))
+    if logits is not None:
+        keys = keys + logits
+    if allowed is not None:
+        keys = torch.where(allowed, keys, torch.full_like(keys, -torch.inf))
+    return keys.topk(r, dim=1).indices
+
+
 def sample_rows(state: SearchState, K: int, r: int, adaptive: bool) -> Tensor:
-    """K sets of ``r`` distinct live rows (Gumbel top-k): uniform, or weighted towards rows that
-    are inactive for many found samples (with real pictures a neuron tends to be off for all or
-    for none, so those rows are likelier to be off for the missing samples too)."""
-    m = state.L.shape[0]
-    logits = torch.zeros(m, dtype=state.L.dtype, device=state.L.device)
+    """K sets of ``r`` distinct live rows: uniform, or weighted towards rows that are inactive for
+    many found samples (with real pictures a neuron tends to be off for all or for none, so those
+    rows are likelier to be off for the missing samples too)."""
+    logits = None
     if adaptive and len(state.cands):
-        votes = torch.stack(state.cands.zero_sets).to(state.L.device, state.L.dtype).mean(0)
-        logits = 4.0 * votes
-    u = torch.rand(K, m, generator=state.generator, dtype=state.L.dtype, device=state.L.device)
-    return (logits - torch.log(-torch.log(u))).topk(r, dim=1).indices
+        logits = 4.0 * state.cands.zero_matrix(state.L.device).to(state.L.dtype).mean(0)
+    return draw_rows(state, K, r, logits=logits)
+
+
+def rows_from_found(state: SearchState, K: int, r: int) -> tuple[Tensor, Tensor] | None:
+    """For the neighbour searches: K found directions drawn at random among those with at least
+    ``r`` zero rows, and ``r`` rows drawn from each one's zero set. Returns (picked candidate
+    indices (K), rows (K × r)), or None when no found direction has enough zero rows."""
+    zs = state.cands.zero_matrix(state.L.device)  # n_found × m_live
+    usable = (zs.sum(1) >= r).nonzero().squeeze(1)
+    if not len(usable):
+        return None
+    pick = usable[torch.randint(len(usable), (K,), generator=state.generator, device=state.L.device)]
+    return pick, draw_rows(state, K, r, allowed=zs[pick])

@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState
+from attacks.spear.finders import SearchState, rows_from_found
 from attacks.spear.finders.completion import completion_proposals
 
 
@@ -144,16 +144,11 @@ class DictionaryLearning:
         m = L.shape[0]
         d = self.dim_for(m, B)
         r = B - d
-        zsets = torch.stack(state.cands.zero_sets).to(L.device)  # F × m_live
-        big = zsets.sum(1) >= r
-        if not bool(big.any()):
-            return self.global_search(state)
-        pool = big.nonzero().squeeze(1)
         K = max(1, self.starts // self.local_starts)
-        pick = pool[torch.randint(len(pool), (K,), generator=gen, device=L.device)]
-        u = torch.rand(K, m, generator=gen, dtype=L.dtype, device=L.device)
-        keys = torch.where(zsets[pick], -torch.log(-torch.log(u)), torch.full_like(u, -torch.inf))
-        idx = keys.topk(r, dim=1).indices  # K × r rows from the picked sample's zero set
+        drawn = rows_from_found(state, K, r)  # K × r rows from picked found samples' zero sets
+        if drawn is None:
+            return self.global_search(state)
+        pick, idx = drawn
         LA = L[idx]
         _, V = torch.linalg.eigh(LA.transpose(1, 2) @ LA)
         N = V[:, :, :d]  # K×B×d kernel bases (contain the picked direction)

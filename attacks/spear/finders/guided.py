@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from attacks.spear.config import DTYPE
 from attacks.spear.filtering import null_vectors
-from attacks.spear.finders import SearchState, sample_rows
+from attacks.spear.finders import SearchState, draw_rows, sample_rows
 
 
 def geiping_prior(obs, layer: nn.Module, *, iterations: int, restarts: int,
@@ -100,15 +100,12 @@ class GuidedSampler:
         pools = self.pools
         w = torch.ones(pools.shape[0], dtype=state.L.dtype, device=state.L.device)
         if len(state.cands):  # predicted samples already explained by a found direction: 10x rarer
-            Zs = torch.stack(state.cands.zero_sets).to(pools.device, state.L.dtype)  # F × m
+            Zs = state.cands.zero_matrix(pools.device).to(state.L.dtype)  # F × m
             P = pools.to(state.L.dtype)
             inside = (P @ Zs.T) / P.sum(1, keepdim=True).clamp_min(1)  # share of pool in the zero set
             w = torch.where(inside.amax(1) > 0.95, 0.3, 1.0).to(state.L.dtype)
         who = torch.multinomial(w, K, replacement=True, generator=state.generator)
-        m = state.L.shape[0]
-        u = torch.rand(K, m, generator=state.generator, dtype=state.L.dtype, device=state.L.device)
-        keys = torch.where(pools[who], -torch.log(-torch.log(u)), torch.full_like(u, -torch.inf))
-        idx = keys.topk(B - 1, dim=1).indices
+        idx = draw_rows(state, K, B - 1, allowed=pools[who])
         q, ok = null_vectors(state.L[idx])
         return q[ok], K
 

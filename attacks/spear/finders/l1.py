@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState, sample_rows
+from attacks.spear.finders import SearchState, rows_from_found, sample_rows
 from attacks.spear.finders.completion import completion_proposals
 
 
@@ -135,15 +135,11 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     span(``q_i``, ``q_j``) and :func:`split_plane` returns ``q_i`` exactly. This is the issue's
     "(b−2)-row set with a 2-D null space: one factorisation tests all completions at once".
     """
-    B, dev = state.B, Lt.device
-    zs = torch.stack(state.cands.zero_sets).to(dev)  # n_found × m
-    usable = (zs.sum(1) >= B).nonzero().squeeze(1)
-    if B < 3 or not len(usable):
-        return torch.empty(0, B, dtype=Lt.dtype, device=dev)
-    pick = usable[torch.randint(len(usable), (K,), generator=state.generator, device=dev)]
-    u = torch.rand(K, Lt.shape[0], generator=state.generator, dtype=Lt.dtype, device=dev)
-    u = torch.where(zs[pick], u, torch.zeros_like(u) - 1.0)  # rows outside the zero set never win
-    rows = u.topk(B - 2, dim=1).indices
+    B = state.B
+    drawn = rows_from_found(state, K, B - 2) if B >= 3 else None
+    if drawn is None:
+        return torch.empty(0, B, dtype=Lt.dtype, device=Lt.device)
+    rows = drawn[1]
     N2 = torch.linalg.svd(Lt[rows], full_matrices=True)[2][:, B - 2:].transpose(1, 2)
     qs, size = split_plane(Lt, N2, state.zero_tol)
     return qs.reshape(-1, B)[(size >= 2).flatten()]  # the engine's filter counts all zeros
