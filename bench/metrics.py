@@ -72,10 +72,25 @@ def grad_residual(observed: dict, recomputed: dict) -> float:
 
     Computed over chunks of 4 M entries: a 311 M-parameter layer (ImageNet 720) costs no
     gradient-sized temporaries (they lifted the run's peak memory from ~3× to ~7× its gradient).
+    A recomputed entry may be a factored linear-layer gradient (anything with ``shape`` and
+    ``rows(start, stop)``, e.g. ``bench.client.fedsgd.LinearFactor``): its rows are formed a
+    chunk at a time, so the second full gradient never exists.
     """
     num = den = 0.0
     for k in observed:
-        rec = recomputed[k].detach().reshape(-1)
+        rec = recomputed[k]
+        if hasattr(rec, "rows"):
+            obs = observed[k]
+            if tuple(obs.shape) != tuple(rec.shape):
+                raise ValueError(f"gradient {k!r}: observed shape {tuple(obs.shape)} but recomputed "
+                                 f"{tuple(rec.shape)}")
+            step = max(1, (1 << 22) // max(1, obs.shape[1]))
+            for i in range(0, obs.shape[0], step):
+                a = obs[i:i + step].double()
+                den += float(torch.linalg.vector_norm(a)) ** 2
+                num += float(torch.linalg.vector_norm(a - rec.rows(i, i + step).double())) ** 2
+            continue
+        rec = rec.detach().reshape(-1)
         for i, a in _chunks(observed[k]):
             den += float(torch.linalg.vector_norm(a)) ** 2
             num += float(torch.linalg.vector_norm(a - rec[i:i + a.numel()].double())) ** 2

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
-from bench.client import LOSSES, client_update, fedsgd_gradient, samples_per_update
+from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored, samples_per_update
 from bench.client.batches import homogeneous_batch
 from bench.config_check import ConfigError, validate_config
 from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
@@ -360,7 +360,8 @@ class Runner:
             order = torch.as_tensor(rec_for_true)
             labels = rec.labels.cpu()[order] if rec.labels is not None else y
             xin = inputs[order].to(self.device, self.dtype)
-            g_rec, _ = fedsgd_gradient(model, xin, labels.to(self.device), self.loss_fn)
+            # big linear layers' gradients stay factored (dL/dZ, input): no second full gradient
+            g_rec, _ = fedsgd_gradient_factored(model, xin, labels.to(self.device), self.loss_fn)
             out["grad_residual"] = grad_residual(grads, g_rec)
         return out
 

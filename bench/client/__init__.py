@@ -22,7 +22,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from bench.client.fedsgd import LOSSES, cross_entropy, fedsgd_gradient
+from bench.client.fedsgd import LOSSES, LinearFactor, cross_entropy, fedsgd_gradient, fedsgd_gradient_factored
 
 _fedsgd_gradient = fedsgd_gradient
 
@@ -146,5 +146,5 @@ def client_update(defense, model: nn.Module, inputs: Tensor, labels: Tensor, los
     return ClientUpdate({n: g.detach() for n, g in grads.items()}, steps, meta, row)
 
 
-__all__ = ["LOSSES", "cross_entropy", "fedsgd_gradient", "client_update", "ClientUpdate",
-           "samples_per_update", "update_norm", "DEFENSES"]
+__all__ = ["LOSSES", "cross_entropy", "fedsgd_gradient", "fedsgd_gradient_factored", "LinearFactor",
+           "client_update", "ClientUpdate", "samples_per_update", "update_norm", "DEFENSES"]
