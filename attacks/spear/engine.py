@@ -228,7 +228,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     if prior is not None:
         prior = prior.to(dev, DTYPE)[live_idx]
     state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K, WR[live_idx], b[live_idx],
-                        live_idx, prior)
+                        live_idx, prior, db=db[live_idx])
     finder = make_finder(cfg)
     proposals = 0
     last_tried = -1
@@ -261,6 +261,9 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             stage2_swaps += swaps
         if best is None or trial.total <= best.total:
             best = trial
+            # the samples this choice got right: the completion finder builds on them when
+            # spurious candidates (mixtures) outnumber the missing samples
+            state.confirmed = [i for i, v in zip(trial.sel, trial.violations.tolist()) if v == 0]
         return trial.total == 0
 
     timed_out = False
@@ -272,6 +275,9 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             cands.add(ones, torch.ones(m_live, dtype=torch.bool), 0)
         else:
             q, cost = finder.propose(state)
+            # the last `certified` proposals carry an input-side certificate (finders/completion.py):
+            # exempt from the mixture screen, whose one-row test their kernels may fail
+            first_cert = len(q) - min(len(q), int(getattr(finder, "certified", 0) or 0))
             if len(q):
                 zmask = zero_mask(Ll, Ll_norm, q, zero_tol)
                 passed = (zmask.sum(0) >= threshold).nonzero().squeeze(1)
@@ -279,10 +285,13 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
                 passed = passed[~cands.count_known(q[passed])]
                 if len(passed):
                     keep = screen(Ll, zmask[:, passed], zero_tol, fragile)
+                    cert = passed >= first_cert
+                    if bool(cert.any()):
+                        keep[cert] = screen(Ll, zmask[:, passed[cert]], zero_tol, None)
                     degenerate += int((~keep).sum())
                     passed = passed[keep]
                 for k in passed.tolist():
-                    qr = refine(Ll, zmask[:, k], zero_tol, fragile)
+                    qr = refine(Ll, zmask[:, k], zero_tol, None if k >= first_cert else fragile)
                     if qr is None:
                         degenerate += 1
                         continue

@@ -220,7 +220,7 @@ def _true_state(B, seed=0, width=200):
     live = L.norm(dim=1) > 1e-12 * L.norm(dim=1).max()
     Qn = Qtrue / Qtrue.norm(dim=0, keepdim=True)
     st = _state(L[live], B)
-    st.WR, st.bias = (W @ R.T)[live], b[live]
+    st.WR, st.bias, st.db = (W @ R.T)[live], b[live], obs.gradients["1.bias"][live]
     return st, Qn
 
 
@@ -267,3 +267,27 @@ def test_neighbour_kernels_find_a_look_alike_sample():
     only1 = int(((D[:, 1].abs() <= 1e-9 * D[:, 1].abs().max()) & (D[:, 0].abs() > 1e-9 * D[:, 0].abs().max())).sum())
     assert only1 >= 2  # the construction: a few neurons are off for sample 1 but on for sample 0
     assert len(props) and float((props @ Qn[:, 1]).abs().max()) > 1 - 1e-9
+
+
+@pytest.mark.parametrize("missing", [1, 2])
+def test_completion_builds_on_the_confirmed_directions_when_mixtures_crowd_the_candidates(missing):
+    """More candidates than samples (spurious mixtures among them): the complement of all of them
+    is empty, so completion must use the directions the last sign check confirmed."""
+    from attacks.spear.finders.completion import completion_proposals
+
+    B = 10
+    st, Qn = _true_state(B)
+    for j in range(B - missing):
+        st.cands.add(Qn[:, j], torch.ones(st.L.shape[0], dtype=torch.bool), 0)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(missing + 1):  # mixtures of a found and a missing sample
+        mix = Qn[:, 0] + torch.rand(1, generator=g, dtype=torch.float64) * Qn[:, B - 1]
+        st.cands.add(mix / mix.norm(), torch.ones(st.L.shape[0], dtype=torch.bool), 0)
+    def found_all(props):
+        return len(props) and bool(((props @ Qn[:, B - missing:]).abs().amax(0) > 1 - 1e-9).all())
+
+    assert len(st.cands) > B - 1 and not found_all(completion_proposals(st))
+    st.confirmed = list(range(B - missing))
+    props = completion_proposals(st)
+    cos = (props @ Qn[:, B - missing:]).abs().amax(0)
+    assert bool((cos > 1 - 1e-9).all()), cos

@@ -33,6 +33,8 @@ class SearchState:
     bias: Tensor | None = None  # m_live: the layer's bias
     live_idx: Tensor | None = None  # rows of the full L that are live (state.L = L[live_idx])
     prior: Tensor | None = None  # m_live × B' predicted pre-activations (guided finder), or None
+    db: Tensor | None = None  # m_live: the bias gradient dL/db (the completion finder's scale)
+    confirmed: list[int] | None = None  # candidates the last selection's sign check accepted
 
 
 def make_finder(cfg):

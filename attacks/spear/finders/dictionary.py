@@ -97,6 +97,7 @@ class DictionaryLearning:
         self.starts, self.iters, self.step, self.decay = starts, iters, step, decay
         self.rounds = tuple(rounds)
         self.deflate = deflate
+        self.certified = 0  # completion proposals at the end of the last batch (engine: no mixture screen)
         self.local_dim, self.local_starts = local_dim, local_starts
         self._L: Tensor | None = None
         self.calls = 0
@@ -181,9 +182,10 @@ class DictionaryLearning:
         Q = unique_columns(Q, 1.0 - 1e-9)
         qL = torch.linalg.solve_triangular(self.R, Q, upper=True).T  # K'×B in L's coordinates
         qL = qL / qL.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        qL = torch.cat([qL, completion_proposals(state)])  # the last 1-2 samples (main's completion.py)
-        ok = torch.isfinite(qL).all(dim=1)
-        return qL[ok], cost
+        qL = qL[torch.isfinite(qL).all(dim=1)]
+        done = completion_proposals(state)  # the last 1-2 samples, certified (completion.py)
+        self.certified = len(done)  # the engine exempts these (last) ones from its mixture screen
+        return torch.cat([qL, done]), cost
 
     def diagnostics(self) -> dict:
         return {"l1_iterations": self.iterations, "found_global": self.found_by["global"],

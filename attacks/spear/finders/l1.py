@@ -145,6 +145,12 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     return qs.reshape(-1, B)[(size >= 2).flatten()]  # the engine's filter counts all zeros
 
 
+def _pair_splitter():
+    from attacks.spear.finders.pairs import PairSplitter  # pairs.py imports split_plane from here
+
+    return PairSplitter()
+
+
 class L1Search:
     """Batched IRLS from random (deflated) starts, rounded to SPEAR proposals; once some
     directions are found, also 2-D kernels drawn from their zero sets (``neighbours`` per step)."""
@@ -155,6 +161,8 @@ class L1Search:
         self.neighbours = neighbours
         self.adaptive = sampling == "adaptive"
         self._key = None
+        self.pairs = _pair_splitter()
+        self.certified = 0
 
     def _basis(self, state: SearchState):
         if self._key is not state.L:  # whitened basis of the row-normalised L, once per search
@@ -195,5 +203,7 @@ class L1Search:
         prop = prop[ok]
         if self.neighbours and 0 < len(state.cands) < B:
             prop = torch.cat([prop, neighbour_proposals(state, Lt, self.neighbours)])
-        prop = torch.cat([prop, completion_proposals(state)])
-        return prop, K
+        prop = torch.cat([prop, self.pairs.propose(state, Lt)])  # mixtures split (finders/pairs.py)
+        done = completion_proposals(state)
+        self.certified = len(done)  # the engine exempts these (last) ones from its mixture screen
+        return torch.cat([prop, done]), K
