@@ -291,3 +291,40 @@ def test_completion_builds_on_the_confirmed_directions_when_mixtures_crowd_the_c
     props = completion_proposals(st)
     cos = (props @ Qn[:, B - missing:]).abs().amax(0)
     assert bool((cos > 1 - 1e-9).all()), cos
+
+
+def test_pair_splitter_recovers_the_sample_hidden_in_a_mixture_with_a_found_look_alike():
+    """A mixture of look-alikes u and a is zero on Z_u ∩ Z_a ⊂ Z_a; paired with the found q_a,
+    its plane is span(q_u, q_a) and the split returns q_u exactly. Unrelated pairs are not split."""
+    from attacks.spear.finders.pairs import PairSplitter
+
+    m, B = 300, 12
+    g = torch.Generator().manual_seed(3)
+    D = torch.randn(m, B, generator=g, dtype=torch.float64) * (torch.rand(m, B, generator=g) < 0.5)
+    u, a = 0, 1
+    active_a = D[:, a] != 0
+    # u is a look-alike of a: inactive where a is except on 10 rows, and on 40 rows of its own
+    extra = active_a.nonzero().squeeze(1)[:40]
+    differ = (~active_a).nonzero().squeeze(1)[:10]
+    D[:, u] = torch.randn(m, generator=g, dtype=torch.float64) * active_a
+    D[extra, u] = 0.0
+    D[differ, u] = 1.0 + torch.rand(10, generator=g, dtype=torch.float64)
+    Q = torch.randn(B, B, generator=g, dtype=torch.float64)
+    L = D @ torch.linalg.inv(Q)
+    Qn = Q / Q.norm(dim=0, keepdim=True)
+    st = _state(L, B)
+    Lt = L / L.norm(dim=1, keepdim=True)
+
+    def zeros(q):
+        return (Lt @ q).abs() <= 1e-9
+
+    for j in range(1, B):  # everything but u found
+        st.cands.add(Qn[:, j], zeros(Qn[:, j]), 0)
+    splitter = PairSplitter()
+    assert len(splitter.propose(st, Lt)) == 0  # true directions: no zero set inside another
+    mix = Q[:, u] + 0.7 * Q[:, a]
+    mix = mix / mix.norm()
+    st.cands.add(mix, zeros(mix), 0)
+    props = splitter.propose(st, Lt)
+    assert len(props) and float((props @ Qn[:, u]).abs().max()) > 1 - 1e-9
+    assert len(splitter.propose(st, Lt)) == 0  # each pair is split once
