@@ -51,7 +51,8 @@ def completion_proposals(state: SearchState, max_missing: int = 2) -> Tensor:
     found_sets = [dirs]
     if state.confirmed and len(state.confirmed) < len(dirs):
         found_sets.append(dirs[state.confirmed])
-    out = [_complete(state, F, max_missing) for F in found_sets]
+    s = torch.linalg.lstsq(state.L, state.db[:, None]).solution[:, 0]  # Q·1, shared by both sets
+    out = [_complete(state, F, s, max_missing) for F in found_sets]
     return torch.cat([empty, *out])
 
 
@@ -62,14 +63,13 @@ def _complement(F: Tensor, B: int) -> Tensor:
     return Vh[r:].T
 
 
-def _complete(state: SearchState, F: Tensor, max_missing: int) -> Tensor:
+def _complete(state: SearchState, F: Tensor, s: Tensor, max_missing: int) -> Tensor:
     B, dev, dt = state.B, state.L.device, state.L.dtype
     empty = torch.empty(0, B, dtype=dt, device=dev)
     P = _complement(F.to(dev, dt), B)
     k = P.shape[1]
     if not 1 <= k <= max_missing:
         return empty
-    s = torch.linalg.lstsq(state.L, state.db[:, None]).solution[:, 0]  # Q·1
     a = P.T @ s
     if float(a.norm()) <= 1e-12 * float(s.norm()):
         return empty
@@ -77,8 +77,7 @@ def _complete(state: SearchState, F: Tensor, max_missing: int) -> Tensor:
     Z = state.WR @ P  # m × k: pre-activation directions of the complement
     if k == 1:
         S = (Z[:, 0] / a[0] + state.bias <= 0)[None]  # the missing sample's zero set
-        G = Lt.T @ (S[0].to(dt)[:, None] * Lt)
-        G = G[None]
+        G = (Lt.T @ (S[0].to(dt)[:, None] * Lt))[None]
     else:
         c0 = a / a.dot(a)
         e = torch.stack([-a[1], a[0]]) / a.norm()
