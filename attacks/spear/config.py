@@ -83,6 +83,10 @@ class SpearConfig:
     # the update's noise floor (known std from the threat model, else estimated; attacks/spear/noise.py)
     noise_aware: bool = False
     noise_kappa: float = 1.0
+    # stop early (status partial, diagnostics `stalled`) when the best choice so far has only soft
+    # sign-check doubts (live neurons whose gradient is below the zero tolerance; check.py) and
+    # has not improved for this many seconds; None: search until the deadline or the cap
+    stall_s: float | None = None
     # device for the search ("auto": the gradient's device); results always come back on the CPU
     device: str = "auto"
     # torch threads while SPEAR runs (None: leave torch's setting)
@@ -100,6 +104,8 @@ class SpearConfig:
             raise ValueError(f"attack.guide_pool={self.guide_pool}: must be in (0, 1]")
         if self.sampling not in ("uniform", "adaptive"):
             raise ValueError(f"attack.sampling={self.sampling!r}: use 'uniform' or 'adaptive'")
+        if self.stall_s is not None and not self.stall_s > 0:
+            raise ValueError(f"attack.stall_s={self.stall_s}: must be > 0 seconds, or null (no stall rule)")
         if self.factorization not in ("auto", "svd", "randomized"):
             raise ValueError(f"attack.factorization={self.factorization!r}: use auto, svd or randomized")
         if self.l1_starts < 1 or self.l1_iters < 1 or self.l1_rows < 0 or self.l1_neighbours < 0 or not 0 <= self.l1_deflate <= 1:

@@ -246,10 +246,11 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     # selection works on the CPU (B×B problems); L, WR, db, b there too
     Lc, WRc, dbc, bc = (t.to("cpu") for t in (L, WR, db, b))
     best: Trial | None = None
+    t_best = 0.0  # when `best` last lowered its violations (the stall rule's clock)
     stage2_swaps = 0
 
     def attempt():
-        nonlocal best, stage2_swaps
+        nonlocal best, stage2_swaps, t_best
         sel = greedy_select(cands, B, cfg.min_singular)
         if sel is None:
             return False
@@ -260,13 +261,15 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             trial, swaps = repair(trial, cands, Lc, dbc, WRc, bc, zero_tol, cfg.min_singular)
             stage2_swaps += swaps
         if best is None or trial.total <= best.total:
+            if best is None or trial.total < best.total:
+                t_best = time.perf_counter()
             best = trial
             # the samples this choice got right: the completion finder builds on them when
             # spurious candidates (mixtures) outnumber the missing samples
             state.confirmed = [i for i, v in zip(trial.sel, trial.violations.tolist()) if v == 0]
         return trial.total == 0
 
-    timed_out = False
+    timed_out = stalled = False
     attempt_time = 0.0
     t_search = time.perf_counter()
     while True:
@@ -316,6 +319,12 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         if deadline is not None and time.monotonic() >= deadline:
             timed_out = True
             break
+        # stall rule: the only doubts left are sub-tolerance gradients through active neurons
+        # (a true float32 answer can look like that; check.py) and nothing better came for stall_s
+        if (cfg.stall_s is not None and best is not None and best.hard_total == 0
+                and time.perf_counter() - t_best >= cfg.stall_s):
+            stalled = True
+            break
         if B == 1:
             break
     if bar is not None:
@@ -330,6 +339,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         degenerate_proposals=degenerate,
         stage2_swaps=stage2_swaps,
         timed_out=int(timed_out),
+        stalled=int(stalled),
         time_search_s=time.perf_counter() - t_search,
         time_sampling_s=time.perf_counter() - t0,
     )
@@ -344,10 +354,11 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             f"{stop} after {proposals} proposals"
         )
         return SpearResult("failed", None, None, diag)
-    return _finish(best, Lc, R.to("cpu"), dW, dbc, res_tol, diag, timed_out, fac_residual)
+    return _finish(best, Lc, R.to("cpu"), dW, dbc, res_tol, diag, timed_out, fac_residual, stalled)
 
 
-def _finish(trial: Trial, L, R, dW, db, res_tol, diag, timed_out, fac_residual=None) -> SpearResult:
+def _finish(trial: Trial, L, R, dW, db, res_tol, diag, timed_out, fac_residual=None,
+            stalled=False) -> SpearResult:
     """Inputs ``Xᵀ = Q⁻¹ R`` for the best trial; status from the a-posteriori check."""
     X = torch.linalg.solve(trial.Q, R)  # B × n, rows = samples
     dZ = L @ trial.Q
@@ -361,6 +372,7 @@ def _finish(trial: Trial, L, R, dW, db, res_tol, diag, timed_out, fac_residual=N
     sample_ok = trial.violations == 0
     diag.update(
         check_violations=trial.total,
+        check_violations_hard=trial.hard_total,
         samples_confirmed=int(sample_ok.sum()),
         layer_residual_w=res_w,
         layer_residual_b=res_b,
@@ -372,7 +384,11 @@ def _finish(trial: Trial, L, R, dW, db, res_tol, diag, timed_out, fac_residual=N
         status = "partial"
         diag["reason"] = (f"a-posteriori check: only {diag['samples_confirmed']} of {B} samples "
                           f"consistent; {B - diag['samples_confirmed']} wrong or missing"
-                          + (" (deadline)" if timed_out else ""))
+                          + (" (deadline)" if timed_out else "")
+                          + (f"; stalled: the {trial.total} doubts are all live neurons with a gradient "
+                             "below the zero tolerance (a true answer on a float32 client can show "
+                             "them) and the search found nothing better for attack.stall_s seconds"
+                             if stalled else ""))
     else:
         status = "failed"
         diag["reason"] = "a-posteriori check failed for every sample"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attacks.spear.check import sign_check
+from attacks.spear.check import sign_violations
 from attacks.spear.filtering import Candidates
 
 
@@ -37,11 +37,16 @@ class Trial:
 
     sel: list[int]
     Q: Tensor  # B×B, columns are the scaled directions
-    violations: Tensor  # (B,) per-sample sign-check violations
+    violations: Tensor  # (B,) per-sample sign-check violations, both kinds
+    hard: Tensor  # (B,) of them, gradient through a clearly inactive neuron (check.sign_violations)
 
     @property
     def total(self) -> int:
         return int(self.violations.sum())
+
+    @property
+    def hard_total(self) -> int:
+        return int(self.hard.sum())
 
 
 def scale_and_check(sel, dirs, L, db, WR, b, zero_tol) -> Trial | None:
@@ -52,10 +57,10 @@ def scale_and_check(sel, dirs, L, db, WR, b, zero_tol) -> Trial | None:
         return None
     Q = Qp * c[None, :]
     try:
-        viol = sign_check(WR, b, L, Q, zero_tol)
+        hard, soft = sign_violations(WR, b, L, Q, zero_tol)
     except RuntimeError:  # singular Q
         return None
-    return Trial(list(sel), Q, viol)
+    return Trial(list(sel), Q, hard + soft, hard)
 
 
 def repair(trial: Trial, cands: Candidates, L, db, WR, b, zero_tol, min_singular,

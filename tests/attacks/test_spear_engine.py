@@ -328,3 +328,59 @@ def test_pair_splitter_recovers_the_sample_hidden_in_a_mixture_with_a_found_look
     props = splitter.propose(st, Lt)
     assert len(props) and float((props @ Qn[:, u]).abs().max()) > 1 - 1e-9
     assert len(splitter.propose(st, Lt)) == 0  # each pair is split once
+
+
+def _layer_with_a_sub_tolerance_gradient(B=6, m=120, n=40, seed=0):
+    """``Z = W X + b`` with ``dL/dZ`` zero exactly where ReLU is off, except that sample 0's
+    gradient through one clearly active neuron is 1e-9 of its largest: below float64's zero
+    tolerance (1.5e-7), so the true answer carries one *soft* sign-check doubt."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(m, n, generator=g, dtype=torch.float64)
+    b = torch.randn(m, generator=g, dtype=torch.float64)
+    X = torch.randn(n, B, generator=g, dtype=torch.float64)
+    Z = W @ X + b[:, None]
+    D = torch.randn(m, B, generator=g, dtype=torch.float64) * (Z > 0)
+    j = int(torch.argmax(Z[:, 0]))  # the most clearly active neuron of sample 0
+    D[j, 0] = 1e-9 * float(D[:, 0].abs().max())
+    return W, b, D @ X.T, D.sum(1), X.T, (j, 0)
+
+
+def test_sign_violations_split_hard_from_soft_doubts():
+    from attacks.spear.check import sign_violations
+
+    W, b, dW, db, X, _ = _layer_with_a_sub_tolerance_gradient()
+    B = X.shape[0]
+    U, S, Vh = torch.linalg.svd(dW, full_matrices=False)
+    L, R = U[:, :B] * S[:B].sqrt(), Vh[:B] * S[:B].sqrt()[:, None]
+    Qtrue = torch.linalg.lstsq(X.T, R.T).solution.T  # R = Q Xᵀ (X: rows are samples)
+    hard, soft = sign_violations(W @ R.T, b, L, Qtrue, 1.5e-7)
+    assert hard.tolist() == [0] * B and soft.tolist() == [1] + [0] * (B - 1)
+    mixed = Qtrue.clone()
+    mixed[:, 1] = Qtrue[:, 1] + 0.5 * Qtrue[:, 2]  # a wrong disaggregation: gradient where ReLU is off
+    hard, _ = sign_violations(W @ R.T, b, L, mixed, 1.5e-7)
+    assert int(hard.sum()) > 0
+
+
+def test_stall_rule_stops_on_a_true_answer_with_only_soft_doubts():
+    """Without the rule the search runs to its deadline; with it, it stops after stall_s with the
+    same (exact) inputs, status partial and the reason stated."""
+    import time
+
+    W, b, dW, db, X, _ = _layer_with_a_sub_tolerance_gradient()
+    out = {}
+    for stall in (None, 0.5):
+        t0 = time.monotonic()
+        out[stall] = spear_core(W, b, dW, db, batch_size=None, generator=torch.Generator().manual_seed(0),
+                                config=SpearConfig(progress=False, stall_s=stall), deadline=t0 + 4.0)
+    slow, fast = out[None], out[0.5]
+    assert slow.diagnostics["timed_out"] == 1 and slow.diagnostics["stalled"] == 0
+    assert fast.diagnostics["stalled"] == 1 and fast.diagnostics["timed_out"] == 0
+    for res in (slow, fast):
+        assert res.status == "partial" and res.diagnostics["check_violations_hard"] == 0
+        dist = torch.cdist(res.inputs, X)
+        assert float(dist.min(dim=1).values.max()) < 1e-8 * float(X.norm(dim=1).max())  # all exact
+        doubted = (~res.sample_ok).nonzero().squeeze(1).tolist()
+        assert len(doubted) == 1 and int(dist[doubted[0]].argmin()) == 0  # sample 0 is the doubt
+    assert "stalled" in fast.diagnostics["reason"]
+    with pytest.raises(ValueError, match="attack.stall_s"):
+        SpearConfig(stall_s=0)
