@@ -64,6 +64,9 @@ class SpearConfig:
     # null-space dimension (None: sqrt(m_live)) and starts per null space (0: global search only)
     dict_local_dim: int | None = None
     dict_local_starts: int = 4
+    # template completion (l1 and dictionary finders; finders/templates.py): the missing samples
+    # located inside their exact affine input set by fitting the found samples' ReLU patterns
+    templates: bool = True
     # guided finder (SPEAR + Geiping, finders/guided.py): Geiping iterations for the prior, rows
     # drawn per proposal from one sample's predicted-inactive set (its most negative predicted
     # pre-activations; guide_pool is the share of that set), the prior's restarts

@@ -217,7 +217,16 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     for j in range(0, n, step):
         WR += _float64_rows(W[:, j:j + step], dev) @ R[:, j:j + step].T
 
-    cands = Candidates(B, cfg.dedup_cos)
+    dedup = cfg.dedup_cos
+    if nf is not None:
+        # on a noisy update, refits of one direction from different zero sets differ by an angle of
+        # about zero_tol (measured, CIFAR-10 B=10 σ=1e-4: 1−|cos| up to 2.4e-6 between copies, while
+        # distinct samples' directions had |cos| <= 0.48); at the float dedup_cos each copy counted
+        # as a new candidate, and the selection chose several copies of one sample (l1 finder:
+        # 1 817 candidates, every sample failing the check). Copies within 10 zero_tol are one.
+        dedup = min(dedup, 1.0 - 0.5 * (10 * zero_tol) ** 2)
+        diag["dedup_cos"] = dedup
+    cands = Candidates(B, dedup)
     if generator.device != dev:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         gen = torch.Generator(device=dev).manual_seed(seed)

@@ -122,3 +122,22 @@ def test_spear_features_only_recovers_a_deeper_layers_inputs():
     feats = model[2](model[1](model[0](x)))  # the input of linear layer 2 (module "3")
     assert rec.inputs.shape[0] == 0 and rec.diagnostics["attacked_layer"] == "3"
     assert rec.status == "ok" and _max_err(rec.layer_inputs, feats.detach()) < 1e-8
+
+
+def test_noise_aware_l1_search_counts_a_noisy_direction_once():
+    """DP σ = 1e-4 (CIFAR-10 B=10, width 200, seed 0; pinned): refits of one direction from
+    different zero sets differ by ~zero_tol, and counting each copy as a new candidate let the
+    selection pick several copies of one sample (measured before the fix: 236 candidates after
+    512 proposals, status failed, 10.9 dB; after: 47 candidates, 47 dB)."""
+    from bench.metrics import image_quality
+
+    spec, x01, y = real_batch("cifar10", 10, seed=0)
+    model = paper_fcnn(spec, seed=0)
+    upd = client_update({"name": "dp_sgd", "clip": 1.0, "noise_multiplier": 1e-4}, model,
+                        spec.normalize(x01), y, seed=0)
+    rec = SpearAttack(progress=False, noise_aware=True, search="l1", max_proposals=512).reconstruct(
+        _obs(model, spec, upd, 10), generator=torch.Generator().manual_seed(0))
+    assert rec.diagnostics["dedup_cos"] < 1 - 1e-6
+    assert rec.diagnostics["candidates"] < 100
+    q = image_quality(spec.denormalize(rec.inputs.reshape(10, *spec.shape)), x01.double())
+    assert q["psnr_mean"] > 30.0

@@ -277,17 +277,45 @@ def test_completion_builds_on_the_confirmed_directions_when_mixtures_crowd_the_c
 
     B = 10
     st, Qn = _true_state(B)
+    m = st.L.shape[0]
+    true_mask = torch.ones(m, dtype=torch.bool)
+    true_mask[0] = False
     for j in range(B - missing):
-        st.cands.add(Qn[:, j], torch.ones(st.L.shape[0], dtype=torch.bool), 0)
+        st.cands.add(Qn[:, j], true_mask, 0)
     g = torch.Generator().manual_seed(1)
     for _ in range(missing + 1):  # mixtures of a found and a missing sample
         mix = Qn[:, 0] + torch.rand(1, generator=g, dtype=torch.float64) * Qn[:, B - 1]
-        st.cands.add(mix / mix.norm(), torch.ones(st.L.shape[0], dtype=torch.bool), 0)
+        # (zero counts above the true ones': the sparsest-first trusted set takes them too)
+        st.cands.add(mix / mix.norm(), torch.ones(m, dtype=torch.bool), 0)
     def found_all(props):
         return len(props) and bool(((props @ Qn[:, B - missing:]).abs().amax(0) > 1 - 1e-9).all())
 
     assert len(st.cands) > B - 1 and not found_all(completion_proposals(st))
     st.confirmed = list(range(B - missing))
+    props = completion_proposals(st)
+    cos = (props @ Qn[:, B - missing:]).abs().amax(0)
+    assert bool((cos > 1 - 1e-9).all()), cos
+
+
+@pytest.mark.parametrize("missing", [1, 2])
+def test_completion_builds_on_the_sparsest_candidates_before_any_selection_is_checked(missing):
+    """Mixtures (fewer zeros than any true direction, as measured) crowd the candidates and no
+    selection has been checked yet (nothing confirmed): the trusted set -- sparsest first,
+    well conditioned -- leaves them out, and its complement completes the batch."""
+    from attacks.spear.filtering import zero_mask
+    from attacks.spear.finders.completion import completion_proposals, trusted_order
+
+    B = 10
+    st, Qn = _true_state(B)
+    for j in range(B - missing):
+        st.cands.add(Qn[:, j], zero_mask(st.L, st.L_norm, Qn[:, j][None], st.zero_tol)[:, 0], 0)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(missing + 1):
+        mix = Qn[:, 0] + torch.rand(1, generator=g, dtype=torch.float64) * Qn[:, B - 1]
+        mix = mix / mix.norm()
+        st.cands.add(mix, zero_mask(st.L, st.L_norm, mix[None], st.zero_tol)[:, 0], 0)
+    assert st.confirmed is None and len(st.cands) > B - 1
+    assert sorted(trusted_order(st, B - 1)[: B - missing]) == list(range(B - missing))  # mixtures last
     props = completion_proposals(st)
     cos = (props @ Qn[:, B - missing:]).abs().amax(0)
     assert bool((cos > 1 - 1e-9).all()), cos
@@ -384,3 +412,45 @@ def test_stall_rule_stops_on_a_true_answer_with_only_soft_doubts():
     assert "stalled" in fast.diagnostics["reason"]
     with pytest.raises(ValueError, match="attack.stall_s"):
         SpearConfig(stall_s=0)
+
+
+def test_template_completion_finds_hidden_look_alikes_beyond_the_pair_completion():
+    """Five samples hidden, each the one of a look-alike pair (most shared inactive neurons) --
+    more than the exact-scale completion's k <= 2 -- with every other true direction found: fitting
+    the found samples' ReLU patterns inside the missing samples' affine input set recovers all five
+    within a few calls (each hit joins the candidates, as in the engine). Pinned: CIFAR-10 stand-in
+    pictures, B = 32, width 400, seed 0."""
+    from attacks.spear.filtering import zero_mask
+    from attacks.spear.finders.completion import completion_proposals
+    from attacks.spear.finders.templates import TemplateCompletion
+
+    B = 32
+    st, Qn = _true_state(B, width=400)
+    D = st.L @ Qn
+    Z = (D.abs() <= 1.5e-7 * st.L_norm[:, None]).double()  # true zero sets (live rows, unit q)
+    ov = Z.T @ Z
+    ov.fill_diagonal_(0)
+    missing: list[int] = []
+    for i in (ov.max(1).values / Z.sum(0)).argsort(descending=True).tolist():
+        if int(ov[i].argmax()) not in missing:
+            missing.append(i)
+        if len(missing) == 5:
+            break
+    for j in range(B):
+        if j not in missing:
+            st.cands.add(Qn[:, j], zero_mask(st.L, st.L_norm, Qn[:, j][None], st.zero_tol)[:, 0], 0)
+    assert len(completion_proposals(st)) == 0  # k = 5: beyond the exact-scale completion
+    tc = TemplateCompletion()
+    Lt = st.L / st.L_norm[:, None]
+    left = set(missing)
+    for _ in range(30):
+        props = tc.propose(st, Lt)
+        if len(props):
+            cos = (props @ Qn).abs().amax(0)
+            for i in list(left):
+                if cos[i] > 1 - 1e-9:
+                    st.cands.add(Qn[:, i], zero_mask(st.L, st.L_norm, Qn[:, i][None], st.zero_tol)[:, 0], 0)
+                    left.discard(i)
+        if not left:
+            break
+    assert not left, f"not found: {sorted(left)} of {missing}"

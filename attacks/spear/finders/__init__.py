@@ -46,7 +46,7 @@ def make_finder(cfg):
         return SubmatrixSampler(cfg.sampling)
     if cfg.search == "l1":
         return L1Search(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling,
-                        cfg.l1_neighbours)
+                        cfg.l1_neighbours, cfg.templates)
     if cfg.search == "dictionary":
         return _dictionary(cfg)
     if cfg.search == "guided":
@@ -61,7 +61,8 @@ def _dictionary(cfg):
     from attacks.spear.finders.dictionary import DictionaryLearning
 
     return DictionaryLearning(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay,
-                              cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim, cfg.dict_local_starts)
+                              cfg.dict_rounds, cfg.dict_deflate, cfg.dict_local_dim, cfg.dict_local_starts,
+                              cfg.templates)
 
 
 def draw_rows(state: SearchState, K: int, r: int, *, allowed: Tensor | None = None,

@@ -93,12 +93,17 @@ class DictionaryLearning:
 
     def __init__(self, starts: int = 256, iters: int = 120, step: float = 0.2, decay: float = 0.95,
                  rounds: tuple[float, ...] = (1.5, 2.5, 3.5), deflate: bool = True,
-                 local_dim: int | None = None, local_starts: int = 4):
+                 local_dim: int | None = None, local_starts: int = 4, templates: bool = True):
         self.starts, self.iters, self.step, self.decay = starts, iters, step, decay
         self.rounds = tuple(rounds)
         self.deflate = deflate
         self.certified = 0  # completion proposals at the end of the last batch (engine: no mixture screen)
         self.local_dim, self.local_starts = local_dim, local_starts
+        self.templates = None
+        if templates:
+            from attacks.spear.finders.templates import TemplateCompletion
+
+            self.templates = TemplateCompletion()
         self._L: Tensor | None = None
         self.calls = 0
         self.iterations = 0  # subgradient iterations × starts, for the diagnostics
@@ -183,6 +188,9 @@ class DictionaryLearning:
         qL = torch.linalg.solve_triangular(self.R, Q, upper=True).T  # K'×B in L's coordinates
         qL = qL / qL.norm(dim=1, keepdim=True).clamp_min(1e-300)
         qL = qL[torch.isfinite(qL).all(dim=1)]
+        if self.templates is not None:  # missing look-alikes (finders/templates.py)
+            Lt = state.L / state.L_norm[:, None]
+            qL = torch.cat([qL, self.templates.propose(state, Lt)])
         done = completion_proposals(state)  # the last 1-2 samples, certified (completion.py)
         self.certified = len(done)  # the engine exempts these (last) ones from its mixture screen
         return torch.cat([qL, done]), cost

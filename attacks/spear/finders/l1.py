@@ -145,6 +145,12 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     return qs.reshape(-1, B)[(size >= 2).flatten()]  # the engine's filter counts all zeros
 
 
+def _templates():
+    from attacks.spear.finders.templates import TemplateCompletion  # imports split_plane from here
+
+    return TemplateCompletion()
+
+
 def _pair_splitter():
     from attacks.spear.finders.pairs import PairSplitter  # pairs.py imports split_plane from here
 
@@ -156,12 +162,13 @@ class L1Search:
     directions are found, also 2-D kernels drawn from their zero sets (``neighbours`` per step)."""
 
     def __init__(self, starts: int = 256, iters: int = 25, rows: int = 0, deflate: float = 0.75,
-                 sampling: str = "uniform", neighbours: int = 1024):
+                 sampling: str = "uniform", neighbours: int = 1024, templates: bool = True):
         self.starts, self.iters, self.rows, self.deflate = starts, iters, rows, deflate
         self.neighbours = neighbours
         self.adaptive = sampling == "adaptive"
         self._key = None
         self.pairs = _pair_splitter()
+        self.templates = _templates() if templates else None
         self.certified = 0
 
     def _basis(self, state: SearchState):
@@ -204,6 +211,8 @@ class L1Search:
         if self.neighbours and 0 < len(state.cands) < B:
             prop = torch.cat([prop, neighbour_proposals(state, Lt, self.neighbours)])
         prop = torch.cat([prop, self.pairs.propose(state, Lt)])  # mixtures split (finders/pairs.py)
+        if self.templates is not None:  # missing look-alikes (finders/templates.py)
+            prop = torch.cat([prop, self.templates.propose(state, Lt)])
         done = completion_proposals(state)
         self.certified = len(done)  # the engine exempts these (last) ones from its mixture screen
         return torch.cat([prop, done]), K
