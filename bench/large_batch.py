@@ -86,7 +86,7 @@ def to_markdown(res: pd.DataFrame, notes: list[str]) -> str:
     cols = ["method", "width", "b", "n", "exact", "exact_share", "median_time_s", "median_proposals",
             "median_l1_iterations", "median_candidates", "timed_out", "wall_b"]
     head = ("| method | width | b | n | exact | exact share | median time (s) | proposals / starts | "
-            "l1 iterations | directions found | timed out | wall 2√m |")
+            "l1 iterations | candidates | timed out | wall 2√m |")
     lines = [head, "|" + " --- |" * len(cols)]
     for _, r in res.iterrows():
         lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
@@ -133,7 +133,8 @@ def write(results: Path, profile: str | None) -> tuple[Path, Path]:
         f"image at PSNR >= {df['exact_psnr_db'].dropna().iloc[0] if 'exact_psnr_db' in df and df['exact_psnr_db'].notna().any() else 80} dB",
         "times are wall seconds on the machine that ran the rows (a shared 2-core CPU for the committed "
         "numbers: noisy); 'proposals / starts' counts sampled submatrices (SPEAR, guided) or l1 starts "
-        "(dictionary)",
+        "(dictionary); 'candidates': distinct directions that passed the filter (true ones and "
+        "mixtures; median over batches)",
     ]
     tables = results / "tables"
     tables.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,7 @@ def run_one(src, spec, b: int, i: int, args) -> dict:
              "max_proposals": args.max_proposals}
     if args.sampling:
         knobs["sampling"] = args.sampling
+    knobs.update(args.knobs)
     attack = SpearAttack(**knobs)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -74,6 +75,21 @@ def run_one(src, spec, b: int, i: int, args) -> dict:
             "time_factorization_s": d.get("time_factorization_s"), "reason": d.get("reason", "")}
 
 
+def _knob(ap, kv: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as YAML (true, 0.5, null, [1, 2]); the key must be a knob."""
+    import dataclasses
+
+    import yaml
+
+    from attacks.spear.config import SpearConfig
+
+    key, sep, val = kv.partition("=")
+    names = {f.name for f in dataclasses.fields(SpearConfig)}
+    if not sep or key not in names:
+        ap.error(f"--set {kv!r}: expected KNOB=VALUE with KNOB one of {', '.join(sorted(names))}")
+    return key, yaml.safe_load(val)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 12, 16, 20, 24, 28])
@@ -89,7 +105,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", type=Path, default=None, help="write every line and the summary here")
+    ap.add_argument("--set", dest="knobs", action="append", default=[], metavar="KNOB=VALUE",
+                    help="any SpearConfig knob (attacks/spear/config.py), e.g. --set templates=false; repeatable")
     args = ap.parse_args(argv)
+    args.knobs = dict(_knob(ap, kv) for kv in args.knobs)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible to torch on this machine")
     if args.threads:
@@ -98,7 +117,8 @@ def main(argv=None) -> int:
     spec = src.info.spec()
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"SPEAR perf: {args.dataset} ({src.data_source}), FCNN depth 6 width {args.width}, float64, "
-          f"search={args.search}, device={args.device} ({device_name}), {torch.get_num_threads()} torch threads")
+          f"search={args.search}, device={args.device} ({device_name}), {torch.get_num_threads()} torch threads"
+          + "".join(f", {k}={v}" for k, v in args.knobs.items()))
     print(f"{'b':>3} {'batch':>5} {'status':>8} {'exact':>5} {'time_s':>8} {'proposals':>10} {'prop/s':>9}")
     lines, summary = [], []
     for b in args.batch_sizes:
