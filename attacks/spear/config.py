@@ -31,7 +31,8 @@ class SpearConfig:
     zero_tol: float | None = None
     # singular values below rank_tol * s_max are noise when estimating the batch size; None: from dtype
     rank_tol: float | None = None
-    # two unit directions with |cos| above this are the same direction (up to sign)
+    # two unit directions with |cos| above this -- or within 10 zero_tol radians, whichever is
+    # looser (noisy updates, float32) -- are the same direction (up to sign)
     dedup_cos: float = 1.0 - 1e-9
     # greedy selection keeps the chosen set's smallest singular value above this
     min_singular: float = 1e-4

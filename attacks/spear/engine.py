@@ -217,15 +217,14 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     for j in range(0, n, step):
         WR += _float64_rows(W[:, j:j + step], dev) @ R[:, j:j + step].T
 
-    dedup = cfg.dedup_cos
-    if nf is not None:
-        # on a noisy update, refits of one direction from different zero sets differ by an angle of
-        # about zero_tol (measured, CIFAR-10 B=10 σ=1e-4: 1−|cos| up to 2.4e-6 between copies, while
-        # distinct samples' directions had |cos| <= 0.48); at the float dedup_cos each copy counted
-        # as a new candidate, and the selection chose several copies of one sample (l1 finder:
-        # 1 817 candidates, every sample failing the check). Copies within 10 zero_tol are one.
-        dedup = min(dedup, 1.0 - 0.5 * (10 * zero_tol) ** 2)
-        diag["dedup_cos"] = dedup
+    # one direction up to the final zero tolerance: refits of one direction from different zero
+    # sets differ by an angle of about zero_tol, which matters on noisy updates (measured, CIFAR-10
+    # B=10 DP σ=1e-4: 1−|cos| up to 2.4e-6 between copies, distinct samples' |cos| <= 0.48; at the
+    # float dedup_cos each copy counted as a new candidate -- 1 817 of them -- and the selection
+    # chose several copies of one sample). Without noise: float64 clients keep dedup_cos; float32
+    # ones merge directions within 1.2e-4 rad (1−|cos| ≤ 7.2e-9), far below distinct samples'.
+    dedup = min(cfg.dedup_cos, 1.0 - 0.5 * (10 * zero_tol) ** 2)
+    diag["dedup_cos"] = dedup
     cands = Candidates(B, dedup)
     if generator.device != dev:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
@@ -363,12 +362,12 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             f"{stop} after {proposals} proposals"
         )
         return SpearResult("failed", None, None, diag)
-    return _finish(best, Lc, R.to("cpu"), dW, dbc, res_tol, diag, timed_out, fac_residual, stalled)
+    return _finish(best, Lc, R.to("cpu"), dW, dbc, res_tol, diag, fac_residual)
 
 
-def _finish(trial: Trial, L, R, dW, db, res_tol, diag, timed_out, fac_residual=None,
-            stalled=False) -> SpearResult:
-    """Inputs ``Xᵀ = Q⁻¹ R`` for the best trial; status from the a-posteriori check."""
+def _finish(trial: Trial, L, R, dW, db, res_tol, diag, fac_residual=None) -> SpearResult:
+    """Inputs ``Xᵀ = Q⁻¹ R`` for the best trial; status from the a-posteriori check (how the
+    search ended, ``timed_out`` / ``stalled``, is read from ``diag``)."""
     X = torch.linalg.solve(trial.Q, R)  # B × n, rows = samples
     dZ = L @ trial.Q
     if fac_residual is not None:
@@ -393,11 +392,11 @@ def _finish(trial: Trial, L, R, dW, db, res_tol, diag, timed_out, fac_residual=N
         status = "partial"
         diag["reason"] = (f"a-posteriori check: only {diag['samples_confirmed']} of {B} samples "
                           f"consistent; {B - diag['samples_confirmed']} wrong or missing"
-                          + (" (deadline)" if timed_out else "")
+                          + (" (deadline)" if diag["timed_out"] else "")
                           + (f"; stalled: the {trial.total} doubts are all live neurons with a gradient "
                              "below the zero tolerance (a true answer on a float32 client can show "
                              "them) and the search found nothing better for attack.stall_s seconds"
-                             if stalled else ""))
+                             if diag["stalled"] else ""))
     else:
         status = "failed"
         diag["reason"] = "a-posteriori check failed for every sample"

@@ -10,6 +10,7 @@ proposals the finder counts against ``max_proposals`` (sampled submatrices).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -35,6 +36,14 @@ class SearchState:
     prior: Tensor | None = None  # m_live × B' predicted pre-activations (guided finder), or None
     db: Tensor | None = None  # m_live: the bias gradient dL/db (the completion finder's scale)
     confirmed: list[int] | None = None  # candidates the last selection's sign check accepted
+
+    @cached_property
+    def ones_image(self) -> Tensor | None:
+        """``s = L⁺ dL/db``: with the true scaled ``Q``, ``dL/db = L Q 1``, so ``s = Q·1`` and every
+        row of ``Q⁻¹`` has ``p·s = 1`` (the input-side completions' scale; once per search)."""
+        if self.db is None:
+            return None
+        return torch.linalg.lstsq(self.L, self.db[:, None]).solution[:, 0]
 
 
 def make_finder(cfg):

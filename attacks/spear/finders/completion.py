@@ -46,7 +46,10 @@ from torch import Tensor
 from attacks.spear.finders import SearchState
 
 
-def completion_proposals(state: SearchState, max_missing: int = 2) -> Tensor:
+def completion_proposals(state: SearchState, max_missing: int = 2,
+                         trusted: list[int] | None = None) -> Tensor:
+    """Certified proposals for the last ``max_missing`` samples; ``trusted``: this step's
+    :func:`trusted_order` when the caller has it (computed here otherwise)."""
     B, dirs = state.B, state.cands.dirs
     empty = torch.empty(0, B, dtype=state.L.dtype, device=state.L.device)
     if state.WR is None or state.bias is None or state.db is None or len(dirs) == 0:
@@ -55,11 +58,10 @@ def completion_proposals(state: SearchState, max_missing: int = 2) -> Tensor:
     if state.confirmed and len(state.confirmed) < len(dirs):
         found_sets.append(dirs[state.confirmed])
     if len(dirs) >= B:  # more candidates than samples: also the likeliest true ones
-        trusted = trusted_order(state, B - 1)
+        if trusted is None:
+            trusted = trusted_order(state, B - 1)
         found_sets += [dirs[trusted[:B - k]] for k in range(1, max_missing + 1) if len(trusted) >= B - k]
-    s = torch.linalg.lstsq(state.L, state.db[:, None]).solution[:, 0]  # Q·1, shared by both sets
-    out = [_complete(state, F, s, max_missing) for F in found_sets]
-    return torch.cat([empty, *out])
+    return torch.cat([empty, *(_complete(state, F, max_missing) for F in found_sets)])
 
 
 def trusted_order(state: SearchState, limit: int, min_singular: float = 1e-4) -> list[int]:
@@ -70,7 +72,8 @@ def trusted_order(state: SearchState, limit: int, min_singular: float = 1e-4) ->
     short keeps mixtures out of a found set, where one would shut its sample out of the complement."""
     dirs, zeros = state.cands.dirs, state.cands.zeros
     first = list(state.confirmed or [])
-    rest = sorted((i for i in range(len(dirs)) if i not in set(first)), key=lambda i: -zeros[i])
+    seen = set(first)
+    rest = sorted((i for i in range(len(dirs)) if i not in seen), key=lambda i: -zeros[i])
     chosen: list[int] = []
     for i in first + rest:
         if len(chosen) >= limit:
@@ -80,17 +83,18 @@ def trusted_order(state: SearchState, limit: int, min_singular: float = 1e-4) ->
     return chosen
 
 
-def _complement(F: Tensor, B: int) -> Tensor:
+def complement(F: Tensor, B: int) -> Tensor:
     """Orthonormal basis (B × k) of the complement of the span of the rows of ``F``."""
     _, S, Vh = torch.linalg.svd(F, full_matrices=True)
     r = int((S > 1e-8 * S[0]).sum()) if len(S) else 0
     return Vh[r:].T
 
 
-def _complete(state: SearchState, F: Tensor, s: Tensor, max_missing: int) -> Tensor:
+def _complete(state: SearchState, F: Tensor, max_missing: int) -> Tensor:
     B, dev, dt = state.B, state.L.device, state.L.dtype
     empty = torch.empty(0, B, dtype=dt, device=dev)
-    P = _complement(F.to(dev, dt), B)
+    P = complement(F.to(dev, dt), B)
+    s = state.ones_image
     k = P.shape[1]
     if not 1 <= k <= max_missing:
         return empty

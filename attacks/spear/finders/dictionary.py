@@ -41,7 +41,6 @@ import torch
 from torch import Tensor
 
 from attacks.spear.finders import SearchState, rows_from_found
-from attacks.spear.finders.completion import completion_proposals
 
 
 def l1_sphere(U: Tensor, Q: Tensor, iters: int, step: float, decay: float) -> Tensor:
@@ -99,19 +98,19 @@ class DictionaryLearning:
         self.deflate = deflate
         self.certified = 0  # completion proposals at the end of the last batch (engine: no mixture screen)
         self.local_dim, self.local_starts = local_dim, local_starts
-        self.templates = None
-        if templates:
-            from attacks.spear.finders.templates import TemplateCompletion
+        from attacks.spear.finders.templates import InputSide
 
-            self.templates = TemplateCompletion()
+        self.input_side = InputSide(templates)
         self._L: Tensor | None = None
         self.calls = 0
         self.iterations = 0  # subgradient iterations × starts, for the diagnostics
         self.found_by = {"global": 0, "neighbour": 0}
         self._last = ("global", 0)
 
-    def _setup(self, L: Tensor) -> None:
+    def _setup(self, state: SearchState) -> None:
+        L = state.L
         self._L = L
+        self.Lt = L / state.L_norm[:, None]  # row-normalised, for the input-side step
         self.U, self.R = torch.linalg.qr(L)  # L = U R, U orthonormal (m×B), R B×B upper triangular
 
     def starts_for(self, state: SearchState, K: int) -> Tensor:
@@ -174,7 +173,7 @@ class DictionaryLearning:
 
     def propose(self, state: SearchState) -> tuple[Tensor, int]:
         if self._L is not state.L:
-            self._setup(state.L)
+            self._setup(state)
         mode, before = self._last
         self.found_by[mode] += max(0, len(state.cands) - before)
         use_local = self.local_starts > 0 and len(state.cands) > 0 and self.calls % 2 == 1
@@ -188,12 +187,10 @@ class DictionaryLearning:
         qL = torch.linalg.solve_triangular(self.R, Q, upper=True).T  # K'×B in L's coordinates
         qL = qL / qL.norm(dim=1, keepdim=True).clamp_min(1e-300)
         qL = qL[torch.isfinite(qL).all(dim=1)]
-        if self.templates is not None:  # missing look-alikes (finders/templates.py)
-            Lt = state.L / state.L_norm[:, None]
-            qL = torch.cat([qL, self.templates.propose(state, Lt)])
-        done = completion_proposals(state)  # the last 1-2 samples, certified (completion.py)
+        # missing look-alikes and the last 1-2 samples, certified (templates.py, completion.py)
+        looks, done = self.input_side.propose(state, self.Lt)
         self.certified = len(done)  # the engine exempts these (last) ones from its mixture screen
-        return torch.cat([qL, done]), cost
+        return torch.cat([qL, looks, done]), cost
 
     def diagnostics(self) -> dict:
         return {"l1_iterations": self.iterations, "found_global": self.found_by["global"],

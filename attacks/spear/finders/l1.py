@@ -40,7 +40,6 @@ import torch
 from torch import Tensor
 
 from attacks.spear.finders import SearchState, rows_from_found, sample_rows
-from attacks.spear.finders.completion import completion_proposals
 
 
 def irls_sphere(A: Tensor, u: Tensor, iters: int) -> Tensor:
@@ -145,10 +144,10 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     return qs.reshape(-1, B)[(size >= 2).flatten()]  # the engine's filter counts all zeros
 
 
-def _templates():
-    from attacks.spear.finders.templates import TemplateCompletion  # imports split_plane from here
+def _input_side(templates: bool):
+    from attacks.spear.finders.templates import InputSide  # templates.py imports split_plane from here
 
-    return TemplateCompletion()
+    return InputSide(templates)
 
 
 def _pair_splitter():
@@ -168,7 +167,7 @@ class L1Search:
         self.adaptive = sampling == "adaptive"
         self._key = None
         self.pairs = _pair_splitter()
-        self.templates = _templates() if templates else None
+        self.input_side = _input_side(templates)
         self.certified = 0
 
     def _basis(self, state: SearchState):
@@ -211,8 +210,6 @@ class L1Search:
         if self.neighbours and 0 < len(state.cands) < B:
             prop = torch.cat([prop, neighbour_proposals(state, Lt, self.neighbours)])
         prop = torch.cat([prop, self.pairs.propose(state, Lt)])  # mixtures split (finders/pairs.py)
-        if self.templates is not None:  # missing look-alikes (finders/templates.py)
-            prop = torch.cat([prop, self.templates.propose(state, Lt)])
-        done = completion_proposals(state)
+        looks, done = self.input_side.propose(state, Lt)  # missing samples (finders/templates.py)
         self.certified = len(done)  # the engine exempts these (last) ones from its mixture screen
-        return torch.cat([prop, done]), K
+        return torch.cat([prop, looks, done]), K

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from attacks.spear.finders import SearchState
-from attacks.spear.finders.completion import trusted_order
+from attacks.spear.finders.completion import complement, completion_proposals, trusted_order
 from attacks.spear.finders.l1 import split_plane
 
 
@@ -79,13 +79,14 @@ def kernel_sampling(Lt: Tensor, Nk: Tensor, samples: int, zero_tol: float, gen: 
     proposals per kernel (the engine's filter, refit and check decide)."""
     p, B, d = Nk.shape
     Mk = Lt @ Nk  # p × m × d
-    usable = Mk.norm(dim=2) > 1e3 * zero_tol
+    Mk_norm = Mk.norm(dim=2)
+    usable = Mk_norm > 1e3 * zero_tol
     u = torch.rand(p, samples, Mk.shape[1], generator=gen, dtype=Lt.dtype, device=Lt.device)
     u = torch.where(usable[:, None], u, torch.full_like(u, 2.0))
     rows = u.topk(d - 1, dim=2, largest=False).indices  # p × S × (d−1)
     sub = Mk[torch.arange(p, device=Lt.device)[:, None, None], rows]  # p × S × (d−1) × d
     v = torch.linalg.svd(sub, full_matrices=True)[2][:, :, d - 1]  # p × S × d
-    zeros = ((Mk @ v.transpose(1, 2)).abs() <= zero_tol * Mk.norm(dim=2, keepdim=True)).sum(1)  # p × S
+    zeros = ((Mk @ v.transpose(1, 2)).abs() <= zero_tol * Mk_norm[:, :, None]).sum(1)  # p × S
     zeros = torch.where(torch.isfinite(v).all(2), zeros, torch.zeros_like(zeros))
     keep = zeros.topk(max(1, samples // 16), dim=1).indices  # p × K
     v = v.gather(1, keep[:, :, None].expand(-1, -1, d))
@@ -101,7 +102,8 @@ class TemplateCompletion:
         self.slack, self.rows, self.samples, self.max_dim = slack, rows, samples, max_dim
         self.calls = 0
 
-    def propose(self, state: SearchState, Lt: Tensor) -> Tensor:
+    def propose(self, state: SearchState, Lt: Tensor, trusted: list[int] | None = None) -> Tensor:
+        """``trusted``: this step's :func:`.completion.trusted_order` (computed here if not given)."""
         B, dev, dt = state.B, state.L.device, state.L.dtype
         empty = torch.empty(0, B, dtype=dt, device=dev)
         n = len(state.cands)
@@ -110,17 +112,15 @@ class TemplateCompletion:
         slack = self.slack[self.calls % len(self.slack)]
         r_mult = self.rows[(self.calls // len(self.slack)) % len(self.rows)]
         self.calls += 1
-        trusted = trusted_order(state, B - 1)
+        if trusted is None:
+            trusted = trusted_order(state, B - 1)
         trusted = trusted[: len(trusted) - slack]
         if len(trusted) < B // 2:
             return empty
-        F = state.cands.dirs[trusted].to(dev, dt)
-        _, S, Vh = torch.linalg.svd(F, full_matrices=True)
-        P = Vh[int((S > 1e-8 * S[0]).sum()):].T  # B × k: complement of the found directions
-        kk = P.shape[1]
-        s = torch.linalg.lstsq(state.L, state.db[:, None]).solution[:, 0]  # Q·1
+        P = complement(state.cands.dirs[trusted].to(dev, dt), B)  # B × k
+        s = state.ones_image
         a = P.T @ s
-        if kk < 2 or float(a.norm()) <= 1e-12 * float(s.norm()):
+        if P.shape[1] < 2 or float(a.norm()) <= 1e-12 * float(s.norm()):
             return empty
         c0 = a / a.dot(a)
         N = torch.linalg.svd(a[None], full_matrices=True)[2][1:].T  # k × (k−1): directions with a·c = 0
@@ -145,3 +145,20 @@ class TemplateCompletion:
             out.append(kernel_sampling(Lt, Vk[idx, B - d:].transpose(1, 2), self.samples,
                                        state.zero_tol, state.generator))
         return torch.cat([empty, *out])
+
+
+class InputSide:
+    """The l1 and dictionary finders' shared last step, from the input side: the exact-scale
+    completion of the last one or two samples (:mod:`.completion`, certified) and, with
+    ``templates``, the template completion above, both on one :func:`.completion.trusted_order`
+    per step. Returns ``(proposals, certified)``."""
+
+    def __init__(self, templates: bool = True):
+        self.templates = TemplateCompletion() if templates else None
+
+    def propose(self, state: SearchState, Lt: Tensor) -> tuple[Tensor, Tensor]:
+        B = state.B
+        trusted = trusted_order(state, B - 1) if len(state.cands) >= B // 2 else None
+        tpl = (self.templates.propose(state, Lt, trusted) if self.templates is not None
+               else torch.empty(0, B, dtype=state.L.dtype, device=state.L.device))
+        return tpl, completion_proposals(state, trusted=trusted)
