@@ -20,8 +20,9 @@ import pandas as pd
 
 from bench.plots import _col, _plt, _save, exact, load, wilson
 
-METHODS = {"spear": "SPEAR (uniform sampling)", "spear-dictionary": "dictionary learning (l1 on the sphere)",
-           "spear+geiping": "SPEAR + Geiping prior"}
+# row labels (conf/attack/*.yaml `name:`) -> what the table and figure call them
+METHODS = {"spear-uniform": "SPEAR (uniform sampling)", "spear": "SPEAR (l1 finder)",
+           "spear-dictionary": "dictionary learning (l1 on the sphere)", "spear+geiping": "SPEAR + Geiping prior"}
 RHO = 0.5  # active share per column of dL/dZ at initialisation
 
 
@@ -98,9 +99,9 @@ def plot(res: pd.DataFrame, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     widths = sorted(res["width"].unique())
     colors = dict(zip(widths, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    marks = {"spear": "o", "spear-dictionary": "s", "spear+geiping": "^"}
-    styles = {"spear": ":", "spear-dictionary": "-", "spear+geiping": "--"}
-    shift = {"spear": -0.4, "spear-dictionary": 0.0, "spear+geiping": 0.4}  # curves that coincide
+    marks = {"spear-uniform": "o", "spear": "D", "spear-dictionary": "s", "spear+geiping": "^"}
+    styles = {"spear-uniform": ":", "spear": "-.", "spear-dictionary": "-", "spear+geiping": "--"}
+    shift = {"spear-uniform": -0.4, "spear": -0.2, "spear-dictionary": 0.0, "spear+geiping": 0.4}  # curves that coincide
     for (method, width), g in res.groupby(["method", "width"]):
         g = g.sort_values("b")
         lo, hi = wilson(g["exact"], g["n"])
