@@ -1,4 +1,4 @@
-"""Large-batch finders (issue 10): the dictionary-learning finder on a synthetic sparse dictionary,
+"""Large-batch finders: the dictionary-learning finder on a synthetic sparse dictionary,
 Geiping-guided sampling beyond uniform sampling's cap, the table/figure code on synthetic rows."""
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from attacks.pipelines import GeipingPrior
 from attacks.spear import SpearAttack, SpearConfig
 from attacks.spear.filtering import Candidates, refine, zero_mask
-from attacks.spear.finders import SearchState, make_finder
+from attacks.spear.finders import FINDERS, SearchState, make_finder
 from attacks.spear.finders.dictionary import DictionaryLearning, l1_sphere, null_space_round
 from bench.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
@@ -82,13 +83,27 @@ def test_dictionary_finder_is_registered_and_seeded():
         SpearConfig(search="nope")
 
 
+def test_finders_are_one_table_and_the_guide_is_given_not_imported():
+    """Every name SpearConfig accepts is a FINDERS entry built from the config; the guided finder
+    needs a guide (a prior of pre-activations) passed in, every other finder refuses one."""
+    for name, cls in FINDERS.items():
+        assert type(make_finder(SpearConfig(search=name))) is cls
+    with pytest.raises(ValueError, match="'l1', 'sampling', 'dictionary', 'guided'"):
+        SpearConfig(search="magic")
+    with pytest.raises(ValueError, match="attack.guide"):
+        SpearAttack(search="guided")
+    with pytest.raises(ValueError, match="drop attack.guide"):
+        SpearAttack(search="l1", guide=GeipingPrior())
+    assert SpearAttack(search="guided", guide=GeipingPrior(iterations=7)).guide.iterations == 7
+
+
 @pytest.mark.slow  # ~2.5 min on the shared 2-core CPU
 def test_dictionary_finder_exact_on_real_pictures():
     """b = 24 at width 400, CIFAR-10-size crops: uniform sampling would need ~2^23 H_24 = 3e7
     proposals; the dictionary finder gets the whole batch exactly."""
     spec, x01, y = real_batch("cifar10", 24, seed=3)
     obs = observe(paper_fcnn(spec, width=400, seed=3), spec, x01, y)
-    attack = SpearAttack(search="dictionary", progress=False, max_proposals=200_000)
+    attack = SpearAttack(search="dictionary", progress=False, max_proposals=200_000, name="spear-dictionary")
     assert attack.name == "spear-dictionary"
     rec = attack.reconstruct(obs, generator=torch.Generator().manual_seed(0))
     assert rec.status == "ok", rec.diagnostics
@@ -107,8 +122,9 @@ def test_geiping_guided_beats_uniform_sampling_cap():
     # sample uncovered and the batch is not completed within the cap (see finders/guided.py)
     spec, x01, y = real_batch("cifar10", B, seed=2)
     obs = observe(paper_fcnn(spec, width=200, seed=2), spec, x01, y)
-    guided = SpearAttack(search="guided", guide_iterations=200, progress=False, max_proposals=cap)
-    assert guided.name == "spear+geiping"
+    guided = SpearAttack(search="guided", guide=GeipingPrior(iterations=200), progress=False,
+                         max_proposals=cap)
+    assert guided.name == "spear"  # the class default; rows take the label from the yaml's name
     rec = guided.reconstruct(obs, generator=torch.Generator().manual_seed(0))
     assert rec.status == "ok", rec.diagnostics
     assert rec.diagnostics["proposals"] <= cap
@@ -121,7 +137,7 @@ def test_large_batch_table_and_figure(tmp_path):
     from bench.rows import make_row
 
     rows = []
-    for attack, ok in (("spear", False), ("spear-dictionary", True), ("spear+geiping", True)):
+    for attack, ok in (("spear-uniform", False), ("spear-dictionary", True), ("spear+geiping", True)):
         for i in range(2):
             rows.append(make_row(experiment="large_batch", profile="quick", batch_index=i,
                                  config_hash=f"{attack}-64", attack=attack, width=1000, batch_size=64,
@@ -135,9 +151,9 @@ def test_large_batch_table_and_figure(tmp_path):
 
     (raw / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     res = summary(pd.DataFrame(rows))
-    assert set(res["method"]) == {"spear", "spear-dictionary", "spear+geiping"}
+    assert set(res["method"]) == {"spear-uniform", "spear-dictionary", "spear+geiping"}
     assert res.set_index("method").loc["spear-dictionary", "exact"] == 2
-    assert res.set_index("method").loc["spear", "exact_share"] == 0.0
+    assert res.set_index("method").loc["spear-uniform", "exact_share"] == 0.0
     assert any("b=64, width 1000" in n and "2/2" in n for n in target_notes(res))
     assert round(wall(1000)) == 63
     md, fig = write(tmp_path, "quick")
