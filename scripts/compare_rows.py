@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.rows import read_rows  # noqa: E402
+from bench.record.rows import read_rows  # noqa: E402
 
 EXACT = ("status", "sample_ids", "true_labels", "data_source", "batch_size")
 CLOSE = ("psnr_mean", "psnr_min", "exact_fraction", "label_acc", "lpips_mean", "feature_cosine")

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from attacks.base import AttackNotApplicable
 from attacks.cpa import CpaAttack
 from attacks.pipelines import CpaFiGeiping, SpearFiGeiping
-from bench.rows import read_rows
-from bench.runner import Runner
+from bench.record.rows import read_rows
+from bench.run.runner import Runner
 from bench.tables import write_table
 from tests.helpers import observe, paper_fcnn, real_batch
 
@@ -48,7 +48,7 @@ def test_profiles_pick_budgets_per_attack_and_swap_the_model():
     assert quick.attack.stage1.iterations == 10000 and quick.attack.refine.max_iterations == 600
     assert quick.model.name == "small_cnn" and quick.dataset.name == "tiny_imagenet"
     paper = _cfg("spear_fi_geiping", "profile=paper", tiny=False)
-    assert paper.model._target_ == "bench.models.vgg16" and "channels" not in paper.model
+    assert paper.model._target_ == "bench.run.models.vgg16" and "channels" not in paper.model
     assert paper.dataset.name == "imagenet224" and paper.attack.fi.iterations == 25000
 
 

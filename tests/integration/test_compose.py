@@ -12,10 +12,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import bench.runner
-from bench.config_check import ConfigError
-from bench.rows import config_hash, read_rows
-from bench.runner import Runner, check_profile, run_paths, semantic_config
+import bench.run.runner
+from bench.run.config_check import ConfigError
+from bench.record.rows import config_hash, read_rows
+from bench.run.runner import Runner, check_profile, run_paths, semantic_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -75,7 +75,7 @@ def test_cfg_job_prints_the_config_that_runs():
         printed = list(pool.map(_cfg_job, cases))
     for ov, job in zip(cases, printed):
         assert job == OmegaConf.to_container(_compose(ov), resolve=False), ov
-    assert not hasattr(bench.runner, "apply_profile") and not hasattr(bench.runner, "cli_overrides")
+    assert not hasattr(bench.run.runner, "apply_profile") and not hasattr(bench.run.runner, "cli_overrides")
 
 
 def test_profile_budgets_per_attack_and_dataset():
@@ -86,7 +86,7 @@ def test_profile_budgets_per_attack_and_dataset():
     paper = _compose(["experiment=table1", "profile=paper"])
     assert paper.batch_size == 20 and paper.n_batches == 100 and paper.model.depth == 6
     cnn = _compose(["experiment=cnn", "profile=paper", "attack=spear_fi_geiping"])
-    assert cnn.model._target_ == "bench.models.vgg16" and "channels" not in cnn.model
+    assert cnn.model._target_ == "bench.run.models.vgg16" and "channels" not in cnn.model
     assert cnn.dataset.name == "imagenet224" and cnn.attack.fi.iterations == 25000
 
 

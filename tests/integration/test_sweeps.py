@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bench.rows import config_hash, read_rows
-from bench.runner import run_paths, semantic_config
+from bench.record.rows import config_hash, read_rows
+from bench.run.runner import run_paths, semantic_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = str(REPO / "conf")

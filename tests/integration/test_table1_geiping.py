@@ -7,10 +7,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import bench.lpips_metric as lm
+import bench.scoring.lpips_metric as lm
 from bench.figures import teaser_grids
-from bench.rows import make_row, read_rows, RowWriter
-from bench.runner import Runner
+from bench.record.rows import make_row, read_rows, RowWriter
+from bench.run.runner import Runner
 from bench.tables import write_table
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.rows import FIELDS, read_rows
+from bench.record.rows import FIELDS, read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,11 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
 from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored, samples_per_update
 from bench.client.batches import homogeneous_batch
-from bench.config_check import ConfigError, validate_config
-from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
-from bench.models import build_model, weights_state
-from bench.provenance import provenance, resolve_device
-from bench.rows import RowWriter, config_hash, make_row
+from bench.run.config_check import ConfigError, validate_config
+from bench.scoring.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
+from bench.run.models import build_model, weights_state
+from bench.run.provenance import provenance, resolve_device
+from bench.record.rows import RowWriter, config_hash, make_row
 from datasets import load_source, select_batch
 
 # Config keys that change results; everything else (paths, logger, hydra) does not.
@@ -33,7 +33,7 @@ SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size"
                  "metrics", "time_budget_s")
 
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def check_profile(cfg: DictConfig) -> None:
@@ -304,8 +304,8 @@ class Runner:
         out: dict = {"status": rec.status}
         out.update({f"diag_{k}": v for k, v in rec.diagnostics.items()})
         inputs = rec.inputs.detach().to("cpu", torch.float64)
-        if self.spec.kind == "tabular":  # records: discrete_acc / continuous_mae (bench/tabular.py)
-            from bench.tabular import tabular_quality
+        if self.spec.kind == "tabular":  # records: discrete_acc / continuous_mae (bench/scoring/tabular.py)
+            from bench.scoring.tabular import tabular_quality
 
             rec01 = None
             q = tabular_quality(inputs, x.detach().to("cpu", torch.float64), self.spec)
@@ -315,7 +315,7 @@ class Runner:
         rec_for_true = q.pop("rec_for_true")
         out.update(q)
         if rec01 is not None and self.metric_cfg.lpips:
-            from bench.lpips_metric import lpips_fields
+            from bench.scoring.lpips_metric import lpips_fields
 
             out.update(lpips_fields(rec01, x01, rec_for_true, kind=self.spec.kind, device=self.device))
         out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
@@ -358,7 +358,7 @@ class Runner:
             q = image_quality(s01, x01.double(), self.metric_cfg)
             out[f"stage_{stage}_psnr"] = q["psnr_mean"]
             if self.metric_cfg.lpips:
-                from bench.lpips_metric import lpips_fields
+                from bench.scoring.lpips_metric import lpips_fields
 
                 lp = lpips_fields(s01.clamp(0, 1), x01, q["rec_for_true"], kind=self.spec.kind,
                                   device=self.device)
