@@ -38,7 +38,7 @@ reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 
 	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE) $(if $(filter paper_spear,$(PROFILE)),--attacks spear)
 
 weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
-	$(BIN)/python -m bench.lpips_metric --download
+	$(BIN)/python -m bench.scoring.lpips_metric --download
 
 reproduce-tabular: ## SPEAR beside TabLeak on UCI Adult, FCNN [100, 100, 2] -> results/tables/tabular.* (PROFILE=quick|paper)
 	$(BIN)/python -m bench.run --multirun experiment=tabular profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.rows import read_rows
+from bench.record.rows import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ORDER = ["mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720", "adult"]
@@ -264,7 +264,7 @@ def _is_tabular(g: pd.DataFrame) -> bool:
     return bool(g["image_shape"].map(lambda s: isinstance(s, (list, tuple)) and len(s) == 1).all())
 
 
-# Columns of tabular rows (bench/tabular.py metrics); image-only columns are left out of such tables.
+# Columns of tabular rows (bench/scoring/tabular.py metrics); image-only columns are left out of such tables.
 TABULAR_COLS = ["attack", "dataset", "discrete acc %", "paper discrete acc %", "continuous MAE",
                 "paper continuous MAE", "Acc %", "time/batch s", "paper time s", "n", "failures", "B", "data"]
 TABULAR_ONLY = ["discrete acc %", "discrete acc std", "paper discrete acc %", "continuous MAE",
@@ -425,7 +425,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.wandb:
-        from bench.loggers import log_table_run
+        from bench.record.loggers import log_table_run
 
         run_dir = log_table_run(pd.read_csv(md_path.with_suffix(".csv")), args.table or args.experiment,
                                 profile=args.profile, markdown=md_path.read_text(encoding="utf-8"),

@@ -10,8 +10,8 @@ from attacks.feature_inversion import FeatureInversion
 from attacks.geiping import GeipingAttack
 from attacks.pipelines import SpearFiGeiping, gradient_residual
 from attacks.spear import SpearAttack
-from bench.metrics import image_quality
-from bench.models import build_model, small_cnn
+from bench.scoring.metrics import image_quality
+from bench.run.models import build_model, small_cnn
 from tests.helpers import observe, real_batch
 
 

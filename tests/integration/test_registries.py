@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from bench.client import DEFENSES, client_update, make_defense
-from bench.models import fcnn
+from bench.run.models import fcnn
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 ATTACKS = sorted(p.stem for p in (CONF / "attack").glob("*.yaml"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rows import read_rows
+from bench.record.rows import read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

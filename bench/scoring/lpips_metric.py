@@ -14,7 +14,7 @@ the trunk comes from, in this order,
    ties the file to LPIPS v0.1 with the AlexNet trunk.
 3. neither: ``lpips_ok = false``, null values and one warning. Never a random trunk.
 
-``python -m bench.lpips_metric`` prints which trunk was found and checks it.
+``python -m bench.scoring.lpips_metric`` prints which trunk was found and checks it.
 """
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
-    from bench.config_check import ConfigError
+    from bench.run.config_check import ConfigError
 
     try:
         _main(cfg)
@@ -28,8 +28,8 @@ def main(cfg: DictConfig) -> None:
 
 def _main(cfg: DictConfig) -> None:
     from bench.figures import grid_for_run
-    from bench.loggers import NullLogger
-    from bench.runner import Runner
+    from bench.record.loggers import NullLogger
+    from bench.run.runner import Runner
 
     logger = instantiate(cfg.logger)
     runner = Runner(cfg, logger=logger)
@@ -71,7 +71,7 @@ def _run_summary(path: Path, table: str):
     """This run's rows summarised like the paper tables (bench.tables), for the logger."""
     import pandas as pd
 
-    from bench.rows import read_rows
+    from bench.record.rows import read_rows
     from bench.tables import summarise
 
     return summarise(pd.DataFrame(list(read_rows([path]))), table)

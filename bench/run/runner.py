@@ -21,11 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
 from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored
 from bench.client.batches import select_update_batch
-from bench.config_check import ConfigError, validate_config
-from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
-from bench.models import build_model, weights_state
-from bench.provenance import provenance, resolve_device
-from bench.rows import RowWriter, config_hash, make_row
+from bench.run.config_check import ConfigError, validate_config
+from bench.scoring.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
+from bench.run.models import build_model, weights_state
+from bench.run.provenance import provenance, resolve_device
+from bench.record.rows import RowWriter, config_hash, make_row
 from datasets import load_source
 
 # Config keys that change results; everything else (paths, logger, hydra) does not.
@@ -33,71 +33,45 @@ SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size"
                  "metrics", "time_budget_s")
 
 
-def cli_overrides() -> list[str]:
-    """The job's command-line overrides (empty outside a hydra app)."""
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def check_profile(cfg: DictConfig) -> None:
+    """An experiment runs only under a profile it defines (conf/budget/<experiment>/<profile>.yaml, or
+    the same path in a directory added with ``hydra.searchpath``): hydra would otherwise skip the
+    missing budget file and run the experiment's bare defaults."""
+    experiment, roots = str(cfg.name), [CONF]
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        return list(HydraConfig.get().overrides.task)
-    except Exception:
-        return []
+        runtime = HydraConfig.get().runtime
+        experiment = runtime.choices.get("experiment") or experiment
+        roots = [Path(s.path) for s in runtime.config_sources if s.schema == "file"]
+    except ValueError:  # outside a hydra job (compose API, tests): the repository's conf/
+        pass
+    known = sorted({p.stem for root in roots for p in (root / "budget" / experiment).glob("*.yaml")})
+    if known and cfg.profile not in known:
+        raise ConfigError(f"profile={cfg.profile!r} is not defined for experiment={experiment!r}; "
+                          f"choose one of {known} (conf/budget/{experiment}/)")
 
 
-def apply_profile(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
-    """Merge ``profiles[profile]`` (and its ``per_dataset[<dataset>]``) onto the config.
+# Knobs that cannot change a result, wherever they appear (attack.threads, attack.fi.progress,
+# ...): left out of the resume hash, so changing them recomputes nothing.
+RUNTIME_KEYS = frozenset({"threads", "progress"})
 
-    Values given on the command line (``overrides``, default: the hydra job's) win over the
-    profile, so ``make reproduce-table1 HYDRA_ARGS="batch_size=16"`` does what it says.
 
-    ``per_attack[<class name of attack._target_>]`` is merged onto ``attack`` (the budgets of each
-    method in a sweep over attacks: ``per_attack: {GeipingAttack: {max_iterations: 300}}``); inside
-    it, ``root`` is merged onto the whole config (``root: {n_batches: 1}``) and
-    ``per_dataset[<dataset>]`` is applied the same way for one dataset only. A
-    profile entry whose ``_target_`` differs from the config's (``model: {_target_:
-    bench.models.vgg16, ...}`` over a small CNN) replaces that node instead of merging into it.
-    """
-    profiles = cfg.get("profiles") or {}
-    name = cfg.get("profile")
-    if not profiles:
-        return cfg
-    if name not in profiles:
-        raise ValueError(f"profile={name!r} is not defined by experiment {cfg.name!r}; "
-                         f"choose one of {sorted(profiles)}")
-    prof = OmegaConf.to_container(profiles[name], resolve=False)
-    per_dataset = prof.pop("per_dataset", {}) or {}
-    per_attack = prof.pop("per_attack", {}) or {}
-    replaced = {k: prof.pop(k) for k in list(prof) if isinstance(prof[k], dict) and "_target_" in prof[k]
-                and prof[k]["_target_"] != (cfg.get(k) or {}).get("_target_")}
-    merged = OmegaConf.merge(cfg, prof)
-    for key, node in replaced.items():
-        merged[key] = node
-    extra = per_dataset.get(cfg.dataset.name)
-    if extra:
-        merged = OmegaConf.merge(merged, extra)
-    target = str((merged.get("attack") or {}).get("_target_", "")).rsplit(".", 1)[-1]
-    entry = dict(per_attack.get(target) or {})
-    by_dataset = (entry.pop("per_dataset", None) or {}).get(cfg.dataset.name)
-    for part in (entry, dict(by_dataset or {})):
-        # reserved key `root`: overrides of the whole config for this attack (e.g. n_batches)
-        root = part.pop("root", None)
-        if root:
-            merged = OmegaConf.merge(merged, root)
-        if part:
-            merged = OmegaConf.merge(merged, {"attack": part})
-    for ov in cli_overrides() if overrides is None else overrides:
-        key, sep, value = ov.lstrip("+").partition("=")
-        if not sep or key.startswith(("~", "hydra.")):
-            continue
-        current = OmegaConf.select(merged, key, default=None)
-        if isinstance(current, DictConfig):  # a config-group choice (dataset=mnist): already applied
-            continue
-        OmegaConf.update(merged, key, OmegaConf.select(cfg, key, default=None), force_add=True)
-    return merged
+def _without_runtime(node):
+    if isinstance(node, dict):
+        return {k: _without_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
+    if isinstance(node, list):
+        return [_without_runtime(v) for v in node]
+    return node
 
 
 def semantic_config(cfg: DictConfig) -> dict:
+    """The part of the config that can change a row: :data:`SEMANTIC_KEYS` without :data:`RUNTIME_KEYS`."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    return {k: c.get(k) for k in SEMANTIC_KEYS}
+    return _without_runtime({k: c.get(k) for k in SEMANTIC_KEYS})
 
 
 def data_identity(source) -> dict:
@@ -203,8 +177,8 @@ class Runner:
     """Executes one hydra job: all batches of one (dataset, model, attack, threat) setting."""
 
     def __init__(self, cfg: DictConfig, logger=None):
-        self.cfg = apply_profile(cfg)
-        cfg = self.cfg
+        self.cfg = cfg  # exactly what hydra composed, recorded in .hydra/config.yaml and by --cfg job
+        check_profile(cfg)
         validate_config(cfg, losses=LOSSES)
         self.device = resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
@@ -334,8 +308,8 @@ class Runner:
         out: dict = {"status": rec.status}
         out.update({f"diag_{k}": v for k, v in rec.diagnostics.items()})
         inputs = rec.inputs.detach().to("cpu", torch.float64)
-        if self.spec.kind == "tabular":  # records: discrete_acc / continuous_mae (bench/tabular.py)
-            from bench.tabular import tabular_quality
+        if self.spec.kind == "tabular":  # records: discrete_acc / continuous_mae (bench/scoring/tabular.py)
+            from bench.scoring.tabular import tabular_quality
 
             rec01 = None
             q = tabular_quality(inputs, x.detach().to("cpu", torch.float64), self.spec)
@@ -345,7 +319,7 @@ class Runner:
         rec_for_true = q.pop("rec_for_true")
         out.update(q)
         if rec01 is not None and self.metric_cfg.lpips:
-            from bench.lpips_metric import lpips_fields
+            from bench.scoring.lpips_metric import lpips_fields
 
             out.update(lpips_fields(rec01, x01, rec_for_true, kind=self.spec.kind, device=self.device))
         out["label_acc"] = label_accuracy(None if rec.labels is None else rec.labels.cpu(), y)
@@ -388,7 +362,7 @@ class Runner:
             q = image_quality(s01, x01.double(), self.metric_cfg)
             out[f"stage_{stage}_psnr"] = q["psnr_mean"]
             if self.metric_cfg.lpips:
-                from bench.lpips_metric import lpips_fields
+                from bench.scoring.lpips_metric import lpips_fields
 
                 lp = lpips_fields(s01.clamp(0, 1), x01, q["rec_for_true"], kind=self.spec.kind,
                                   device=self.device)
@@ -461,4 +435,4 @@ class Runner:
         return self.path
 
 
-__all__ = ["Runner", "apply_profile", "semantic_config", "SEMANTIC_KEYS", "feature_cosine"]
+__all__ = ["Runner", "semantic_config", "SEMANTIC_KEYS", "RUNTIME_KEYS", "feature_cosine"]

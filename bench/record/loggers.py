@@ -181,7 +181,6 @@ def _config_dict(cfg) -> dict:
         out = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # e.g. ${hydra:...} outside a hydra job
         out = OmegaConf.to_container(cfg, resolve=False)
-    out.pop("profiles", None)  # already applied by the runner; the applied values are what count
     return out
 
 

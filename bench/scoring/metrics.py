@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.matching import exact_mse, match
+from bench.scoring.matching import exact_mse, match
 
 
 @dataclass(frozen=True)
 class MetricConfig:
     psnr_cap_db: float = 300.0     # MSE is floored at 10^(-cap/10): an exact image scores `cap`
     exact_psnr_db: float = 80.0    # an image counts as reconstructed exactly at or above this
-    lpips: bool = True             # LPIPS (AlexNet) of matched pairs: bench/lpips_metric.py
+    lpips: bool = True             # LPIPS (AlexNet) of matched pairs: bench/scoring/lpips_metric.py
 
 
 def psnr_from_mse(mse: Tensor, cap_db: float) -> Tensor:

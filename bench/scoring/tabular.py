@@ -4,7 +4,7 @@ Model inputs of a tabular dataset are encoded records (``DataSpec.feature_blocks
 layout: one-hot blocks for discrete fields, one column per continuous field) after the DataSpec's
 normalisation. Decoding takes the argmax of every one-hot block and maps every continuous column
 back to original units, rounded to the field's grid (``step``, 1 for Adult's integer counts) and
-clipped to its public range. Metrics (after Hungarian matching of records, bench/matching.py):
+clipped to its public range. Metrics (after Hungarian matching of records, bench/scoring/matching.py):
 
 * ``discrete_acc``: share of discrete fields of the true records recovered exactly (a true record
   left unmatched -- fewer reconstructions than records -- counts as all wrong);
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from attacks.base import DataSpec, FeatureBlock
-from bench.matching import match
+from bench.scoring.matching import match
 
 
 @dataclass
