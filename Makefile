@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 PROFILE ?= quick
 LOGGER ?= none
 HYDRA_ARGS ?=
+# CI-Net's dataset in Table 1's main comparison: CIFAR-10 in the quick profile, the paper's ImageNet otherwise
+CINET_DATASET ?= $(if $(filter quick,$(PROFILE)),cifar10,imagenet224)
+comma := ,
 LAUNCHER ?=# hydra launcher for the sweeps, e.g. slurm (a SLURM cluster) or slurm_local (make slurm-local)
 override HYDRA_ARGS := $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) $(HYDRA_ARGS)
 export WANDB_SILENT ?= true
@@ -32,8 +35,9 @@ test: ## the fast test suite (CPU, offline, < 10 min)
 test-all: ## every test, slow and data ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
-reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper|paper_spear, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
+reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720, and its main comparison with CI-Net (PROFILE=quick|paper|paper_spear, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
+	$(if $(filter quick paper,$(PROFILE)),$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) attack=ci_net model.activation=sigmoid$(comma)relu dataset=$(CINET_DATASET) logger=$(LOGGER) $(HYDRA_ARGS))
 	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
 	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE) $(if $(filter paper_spear,$(PROFILE)),--attacks spear)
 
