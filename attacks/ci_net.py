@@ -149,11 +149,8 @@ class CINetAttack:
                         device) -> tuple[CINetGenerator, Tensor, dict]:
         """The generator (weights drawn from ``generator``), its fixed latents and its diagnostics."""
         cfg = self.cfg
-        if cfg.width is None:
-            width, n_params = over_parameterized_width(B, spec.shape, cfg.latent_dim, cfg.start_width,
-                                                       cfg.overparam_factor)
-        else:
-            width, n_params = int(cfg.width), None
+        width = int(cfg.width) if cfg.width is not None else over_parameterized_width(
+            B, spec.shape, cfg.latent_dim, cfg.start_width, cfg.overparam_factor)[0]
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # PyTorch's default initialisation, drawn from the attack's seed

@@ -166,15 +166,17 @@ def _lpips_why(g: pd.DataFrame) -> str | None:
 
 
 def _method_rows(df: pd.DataFrame, method: str, p: dict, dataset) -> pd.DataFrame:
-    """Rows of one comparison method: ``select`` (results/paper.yaml, e.g. ``{attack: ci_net,
-    activation: sigmoid}``) or ``attack == method``; on the comparison dataset when it has any,
-    else on whichever dataset the method ran (a profile may run it on a cheaper one)."""
+    """Rows of one comparison method: ``attack == method`` on the comparison dataset; or, for an
+    entry with ``select`` (results/paper.yaml, e.g. ``{attack: ci_net, activation: sigmoid}``), the
+    rows matching it on the comparison dataset when there are any, else wherever they ran (a
+    profile may run the method on a cheaper dataset)."""
+    select = p.get("select")
     mask = pd.Series(True, index=df.index)
-    for key, value in (p.get("select") or {"attack": method}).items():
+    for key, value in (select or {"attack": method}).items():
         mask &= df[key].astype(str) == str(value) if key in df else False
     rows = df[mask]
     on_dataset = rows[rows["dataset"] == dataset] if dataset else rows.iloc[0:0]
-    return on_dataset if not on_dataset.empty else rows
+    return on_dataset if not (on_dataset.empty and select) else rows
 
 
 def comparison_rows(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | None]:
