@@ -19,7 +19,7 @@ FIELDS = (
     # provenance
     "git_sha", "git_dirty", "timestamp_utc", "device", "torch_version", "dtype",
     # setting
-    "dataset", "data_source", "image_shape", "model", "width", "depth", "model_state",
+    "dataset", "data_source", "image_shape", "model", "width", "depth", "activation", "model_state",
     "batch_size", "labels_known", "batch_size_known", "defense", "attack",
     # data
     "sample_ids", "true_labels",
@@ -43,7 +43,7 @@ SCHEMA = {
     "seed": _INT, "config_hash": _STR, "setting_hash": _STR, "data_fingerprint": _STR,
     "git_sha": _STR, "git_dirty": _BOOL, "timestamp_utc": _STR, "device": _STR, "torch_version": _STR,
     "dtype": _STR, "dataset": _STR, "data_source": _STR, "image_shape": _LIST, "model": _STR,
-    "width": _INT, "depth": _INT, "model_state": _STR, "batch_size": _INT, "labels_known": _BOOL,
+    "width": _INT, "depth": _INT, "activation": _STR, "model_state": _STR, "batch_size": _INT, "labels_known": _BOOL,
     "batch_size_known": _BOOL, "defense": _STR, "attack": _STR, "sample_ids": _LIST, "true_labels": _LIST,
     "status": _STR, "error_type": _STR, "error_msg": _STR,
     "psnr_mean": _NUM, "psnr_min": _NUM, "psnr_per_image": _LIST, "psnr_cap_db": _NUM,

@@ -13,6 +13,9 @@ def fcnn(input_shape, num_classes: int, width: int = 200, depth: int = 6,
          activation: str = "relu", init: str = "default") -> nn.Sequential:
     """``depth`` linear layers: input -> width -> ... -> width -> num_classes, activation between.
 
+    ``activation="relu"`` is the SPEAR paper's network; ``"sigmoid"`` is the client of CI-Net's
+    "sigmoid" row (its authors swap every ReLU for a sigmoid), which SPEAR cannot attack.
+
     ``init="default"`` keeps PyTorch's Kaiming-uniform initialisation (an untrained network, as in
     the paper); ``init="normal"`` draws N(0, 1/fan_in) weights and N(0, 0.01) biases.
     """
