@@ -14,6 +14,8 @@ PACKAGES = ("attacks", "bench", "datasets", "hydra_plugins")
 SHARED_ATTACK_MODULES = frozenset({"base", "labels", "layers", "priors", "progress"})
 # composes attacks out of other attacks (CNN pipelines, Geiping's prior for SPEAR's guided finder)
 COMPOSERS = frozenset({"pipelines"})
+# top-level modules of attacks/ that are one attack's own parts: module -> the attack it belongs to
+ATTACK_PARTS = {"ci_net_generator": "ci_net"}
 
 
 def _module_name(path: Path) -> str:
@@ -99,7 +101,7 @@ def sideways(graph: dict[str, set[str]]) -> list[str]:
     """Imports from one attack's module (attacks/<x>.py or attacks/<x>/) into another's."""
     def attack_of(mod: str) -> str | None:
         parts = mod.split(".")
-        return parts[1] if parts[0] == "attacks" and len(parts) > 1 else None
+        return ATTACK_PARTS.get(parts[1], parts[1]) if parts[0] == "attacks" and len(parts) > 1 else None
 
     out = []
     for mod, targets in graph.items():
