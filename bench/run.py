@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
 
 
 def _main(cfg: DictConfig) -> None:
-    from bench.figures import grid_for_run
+    from bench.report.figures.grids import grid_for_run
     from bench.loggers import NullLogger
     from bench.runner import Runner
 
@@ -68,11 +68,11 @@ def _multirun() -> bool:
 
 
 def _run_summary(path: Path, table: str):
-    """This run's rows summarised like the paper tables (bench.tables), for the logger."""
+    """This run's rows summarised like the paper tables (bench/report/tables/summary.py), for the logger."""
     import pandas as pd
 
+    from bench.report.tables.summary import summarise
     from bench.rows import read_rows
-    from bench.tables import summarise
 
     return summarise(pd.DataFrame(list(read_rows([path]))), table)
 

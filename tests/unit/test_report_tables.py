@@ -1,10 +1,15 @@
-"""Tables never merge rows of different settings into one line (issue 12.1)."""
+"""Tables (bench/report/tables) never merge rows of different settings into one line."""
 from __future__ import annotations
 
 import pytest
 
+from bench.report.build import build, table_path
+from bench.report.tables.summary import summarise
 from bench.rows import RowWriter, make_row
-from bench.tables import summarise, write_table
+
+
+def write_table(results, experiment, profile):
+    return table_path(results, build(results, experiment, profile, quiet=True))
 
 
 def _write(results, name, n, *, batch_size=8, seed=0, setting_hash="s8", run_id=None, **kw):
@@ -69,7 +74,7 @@ def test_newest_row_of_a_batch_wins_within_a_run(tmp_path):
 
 
 def test_table1_shows_the_peak_memory_of_the_batches(tmp_path):
-    """Issue 9.3: peak memory per batch is in every row; Table 1 shows its maximum."""
+    """Peak memory per batch is in every row; Table 1 shows its maximum."""
     _write(tmp_path, "mem", 1, peak_mem_mb=1234.0)
     _write(tmp_path, "mem2", 1, peak_mem_mb=4321.0, seed=1)  # same setting, another seed: one line
     md = write_table(tmp_path, "table1", "quick").read_text()
