@@ -27,15 +27,15 @@ DEFINITIONS = ("<b>Acc</b>: share of batches whose every image is at or above th
                "certificate (SPEAR's a-posteriori check), without the ground truth; &ndash; for attacks "
                "without one. <b>failures</b>: batches with status failed, error or not_applicable.")
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1400px;padding:1em 2em;
 color:#222;line-height:1.4}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0;display:block;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3}td.t,th:first-child{text-align:left}
 .prov,.files{font-size:.85em;color:#555}.notes{font-size:.8em;color:#444}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#444}
-.grids{display:flex;flex-wrap:wrap;gap:1em}.grids figure{max-width:48%}
+.grids{display:flex;flex-wrap:wrap;gap:1em}.grids figure{max-width:48%}details{margin:1em 0}summary{cursor:pointer}
 nav a{margin-right:1em}.skipped{font-size:.8em;color:#a60}
 """
 
@@ -50,10 +50,16 @@ def _link(href: str, text: str | None = None) -> str:
     return f'<a href="{escape(href)}">{escape(text or Path(href).name)}</a>'
 
 
+def _numeric(cell: str) -> bool:
+    """A number cell (right-aligned): ``12.3``, ``1.2e-05``, ``290.0 ± 1.3``, ``–``, ``∞``."""
+    return cell[:1] in set("0123456789-−–∞.") and not cell.startswith(("n/a", "–:"))
+
+
 def _table(t: dict, level: int = 3) -> str:
     out = [f"<h{level}>{escape(t['title'])}</h{level}>", f'<table data-table="{escape(t["name"])}">',
            "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in t["header"]) + "</tr></thead><tbody>"]
-    out += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in t["cells"]]
+    out += ["<tr>" + "".join(("<td>" if _numeric(c) else '<td class="t">') + f"{escape(c)}</td>" for c in row) + "</tr>"
+            for row in t["cells"]]
     out.append("</tbody></table>")
     if t["notes"]:
         out.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in t["notes"]) + "</ul>")
@@ -88,11 +94,15 @@ def _section(m: dict) -> str:
            f'<p class="prov">{m["n_rows"]} rows ({escape(m["statuses"])}), built {escape(m["built_utc"])}</p>']
     out += [_table(t) for t in m["tables"]]
     plots = [f for f in m["figures"] if f["kind"] == "plot"]
-    grids = [f for f in m["figures"] if f["kind"] == "grid"]
+    teasers = [f for f in m["figures"] if f["kind"] == "grid" and f["name"].startswith("teaser_")]
+    runs = [f for f in m["figures"] if f["kind"] == "grid" and not f["name"].startswith("teaser_")]
     out += [_figure(f) for f in plots]
-    if grids:
-        out.append("<h3>Reconstruction grids</h3><p class=\"notes\">attacks top to bottom, ground truth last</p>"
-                   '<div class="grids">' + "".join(_figure(f) for f in grids) + "</div>")
+    if teasers or runs:
+        out.append('<h3>Reconstruction grids</h3><p class="notes">attacks top to bottom, ground truth last</p>')
+    out += [_figure(f) for f in teasers]
+    if runs:
+        out.append(f"<details{'' if teasers else ' open'}><summary>the first batch of each run ({len(runs)})</summary>"
+                   '<div class="grids">' + "".join(_figure(f) for f in runs) + "</div></details>")
     out += [f'<p class="skipped">{escape(s)}</p>' for s in m.get("skipped", [])]
     out.append('<p class="files">rows: ' + " · ".join(_link(f) for f in m["rows_files"]) + "</p></section>")
     return "\n".join(out)

@@ -60,17 +60,19 @@ def grid_figure(strips: list[tuple[str, np.ndarray]], title: str, out: Path) -> 
         raise ValueError(f"grid rows {labels}: the attacks come first and '{TRUTH}' last")
     tiles = [(lab, _tile(a)) for lab, a in strips]
     width = max(s.shape[1] for _, s in tiles)
-    h = sum(s.shape[0] for _, s in tiles)
+    fig_w = min(18.0, 1 + width / 60)
+    img_w = fig_w - 1.5  # inches left for the images beside the labels
+    fig_h = 0.7 + sum(img_w * s.shape[0] / width + 0.2 for _, s in tiles)
+    font = 10 * max(1.0, fig_w / 9)  # readable when the page scales a wide grid down
     p = plt()
-    fig, axes = p.subplots(len(tiles), 1, figsize=(min(18, 1 + width / 60), 0.6 + 1.1 * h / 60 + 0.3 * len(tiles)),
-                           squeeze=False)
+    fig, axes = p.subplots(len(tiles), 1, figsize=(fig_w, fig_h), squeeze=False)
     for ax, (lab, s) in zip(axes[:, 0], tiles):
         ax.imshow(s, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
-        ax.set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=10)
-    fig.suptitle(title, fontsize=10)
+        ax.set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=font)
+    fig.suptitle(title, fontsize=font)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=120)
