@@ -119,3 +119,28 @@ def test_rows_with_nothing_to_plot_give_no_figure_and_a_reason(tmp_path, capsys,
     assert main(["--experiment", name, "--profile", "quick", "--results", str(tmp_path)]) == 2
     assert not list((tmp_path / "figures").glob("**/*.png"))
     assert "not drawn" in capsys.readouterr().err
+
+
+def test_filter_curve_reads_the_knobs_the_rows_recorded(tmp_path):
+    """The filter's bound uses the rows' diag_filter_tau / diag_filter_min_extra_zeros (SPEAR's
+    diagnostics), not the attack's config class; without them the curve is left out."""
+    from bench.report.figures.spear import _filter_knobs
+
+    rows = _rows(3, batch_size=4, width=16, diag_filter_tau=0.05, diag_filter_min_extra_zeros=3)
+    assert _filter_knobs(pd.DataFrame(rows)) == (0.05, 3)
+    assert _filter_knobs(pd.DataFrame(_rows(3, batch_size=4, width=16))) is None
+    plot_failure_width(pd.DataFrame(rows), tmp_path / "f")  # draws with the knobs
+
+
+def test_reporting_never_imports_an_attack():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "bench" / "report"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            offenders += [f"{path.name}: {n}" for n in names if n == "attacks" or n.startswith("attacks.")]
+    assert len(list(root.rglob("*.py"))) > 5 and not offenders, offenders

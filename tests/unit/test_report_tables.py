@@ -82,3 +82,24 @@ def test_table1_shows_the_peak_memory_of_the_batches(tmp_path):
     (line,) = [ln for ln in md.splitlines() if ln.startswith("| spear | CIFAR-10 |")]
     col = header.split("|").index(" peak mem MB ")
     assert line.split("|")[col].strip() == "4321.0" and "| 2 | 0 | 8 |" in line
+
+
+def test_main_comparison_lists_every_paper_method_and_fills_it_from_matching_rows(tmp_path):
+    """Every method of results/paper.yaml's comparison gets a line; CI-Net's two entries select rows
+    by attack and the row field ``activation``."""
+    w = RowWriter(tmp_path / "raw" / "table1" / "cinet.jsonl")
+    for b in range(2):
+        w.write(make_row(run_id="cinet", experiment="table1", profile="quick", batch_index=b, seed=0,
+                         config_hash="cinet-c", setting_hash="cinet", dataset="imagenet224", attack="ci_net",
+                         activation="sigmoid", status="ok", psnr_mean=30.0 + b, exact_fraction=0.0,
+                         exact_psnr_db=80.0, psnr_cap_db=300.0, time_attack_s=5.0, batch_size=8, sample_ids=["a"],
+                         image_shape=[3, 224, 224], data_source="stand-in:pictures", device="cpu"))
+    md = write_table(tmp_path, "table1", "quick").read_text()
+    comp = md.split("#### main comparison", 1)[1]
+    lines = {ln.split("|")[1].strip(): ln for ln in comp.splitlines() if ln.startswith("| ") and "---" not in ln}
+    from bench.report.tables.paper import paper_numbers
+
+    assert set(paper_numbers("table1")["comparison"]) <= set(lines)
+    assert "| 30.5 | 38.0 |" in lines["ci_net_sigmoid"] and "| ran |" in lines["ci_net_sigmoid"]
+    assert "| 0.0 | – |" in lines["ci_net_sigmoid"]  # Acc 0 %, no certificate
+    assert "| not run |" in lines["ci_net_relu"] and "| not run |" in lines["spear"]
