@@ -9,7 +9,8 @@ The modules are the steps of the report, in order:
   generic one for any other experiment);
 * ``figures``  -- every figure (failure vs width, sampling, two-stage, DP / FedAvg / depth, large
   batch) and the reconstruction grids;
-* ``html``     -- the static page ``results/index.html``;
+* ``build``    -- one experiment: its tables, figures and manifest (``results/report/<experiment>.json``);
+* ``html``     -- the static page ``results/index.html``, from the manifests;
 * ``__main__`` -- the one entry: ``python -m bench.report [--experiment X ...] [--profile P]``.
 
 Reporting reads rows (and the thumbnails rows point to); it never imports an attack.

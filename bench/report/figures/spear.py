@@ -188,9 +188,9 @@ def plot_two_stage(df: pd.DataFrame, out: Path) -> Figure:
                 label=f"m={m}, {lab}: certified")
     ax.set_ylim(-3, 103)
     ax.set_xlabel("batch size B")
-    ax.set_ylabel(f"batches (%): {ACC_LEGEND}; hollow: {CERT_LEGEND.split(': ')[1]}", fontsize=8)
+    ax.set_ylabel("batches (%): Acc (filled), certified (hollow)")
     ax.set_title(f"SPEAR single- vs two-stage selection, width m={', '.join(map(str, widths))}\n"
-                 + footer(df), fontsize=9)
+                 f"{ACC_LEGEND}; {CERT_LEGEND}\n" + footer(df), fontsize=9)
     legend_below(ax, ncol=1)
     return save(fig, out, t, "SPEAR single- vs two-stage selection: Acc and certified against B")
 
