@@ -128,6 +128,7 @@ def build_page(results: Path) -> Path:
             f"number below comes from the rows files linked in each section</p>\n<p>{DEFINITIONS}</p>\n{nav}\n"
             f"{body}\n</body></html>\n")
     out = results / "index.html"
+    results.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
 

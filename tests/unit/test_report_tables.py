@@ -103,3 +103,14 @@ def test_main_comparison_lists_every_paper_method_and_fills_it_from_matching_row
     assert "| 30.5 | 38.0 |" in lines["ci_net_sigmoid"] and "| ran |" in lines["ci_net_sigmoid"]
     assert "| 0.0 | – |" in lines["ci_net_sigmoid"]  # Acc 0 %, no certificate
     assert "| not run |" in lines["ci_net_relu"] and "| not run |" in lines["spear"]
+
+
+def test_report_without_rows_says_what_to_run(tmp_path, capsys):
+    from bench.report.__main__ import main
+
+    assert main(["--results", str(tmp_path / "results")]) == 2
+    assert "make reproduce-table1" in capsys.readouterr().err
+    assert "No experiment has rows yet" in (tmp_path / "results" / "index.html").read_text()
+    with pytest.raises(ValueError, match="profiles there: quick"):
+        _write(tmp_path, "a", 1)
+        build(tmp_path, "table1", "paper")
