@@ -7,8 +7,9 @@ import math
 import pandas as pd
 
 from bench.report import columns as C
-from bench.report.format import MISSING, Table, fmt, is_missing, pm
+from bench.report.format import Table, fmt, is_missing, pm
 from bench.report.rows import setting_groups
+from bench.report.tables.comparison import comparison
 from bench.report.tables.paper import paper_numbers
 
 IMAGE_COLS = ["attack", "dataset", "PSNR", "paper PSNR", "LPIPS", "paper LPIPS", "Acc %", "certified %",
@@ -213,8 +214,6 @@ def notes_for(df: pd.DataFrame, res: pd.DataFrame, table: str) -> list[str]:
 def table(df: pd.DataFrame, name: str) -> Table:
     """The table of one experiment (``name``: its key in results/paper.yaml), with the main
     comparison as a part when paper.yaml has one."""
-    from bench.report.tables.comparison import comparison
-
     res = summarise(df, name)
     notes = notes_for(df, res, name) + budget_notes(df)
     cols = shown_columns(res)
@@ -226,5 +225,5 @@ def table(df: pd.DataFrame, name: str) -> Table:
     return t
 
 
-__all__ = ["CNN_COLS", "IMAGE_COLS", "MISSING", "TABULAR_COLS", "budget_notes", "notes_for", "summarise",
+__all__ = ["CNN_COLS", "IMAGE_COLS", "TABULAR_COLS", "budget_notes", "notes_for", "summarise",
            "table"]
