@@ -10,8 +10,8 @@ from bench.rows import read_rows
 # Row fields that change results: rows that differ in any of them never share a table line.
 # setting_hash (the semantic config without the seed, plus the data's identity and the weights)
 # catches what the visible keys miss (an attack's budget); rows from different seeds do share one.
-SETTING_KEYS = ("batch_size", "model", "width", "depth", "dtype", "labels_known", "batch_size_known",
-                "defense", "profile", "data_source", "model_state", "setting_hash")
+SETTING_KEYS = ("batch_size", "model", "width", "depth", "activation", "dtype", "labels_known",
+                "batch_size_known", "defense", "profile", "data_source", "model_state", "setting_hash")
 SETTING_LABEL = {"batch_size": "B", "labels_known": "labels known", "batch_size_known": "B known",
                  "data_source": "data", "model_state": "weights", "setting_hash": "config"}
 

@@ -114,3 +114,10 @@ def test_report_without_rows_says_what_to_run(tmp_path, capsys):
     with pytest.raises(ValueError, match="profiles there: quick"):
         _write(tmp_path, "a", 1)
         build(tmp_path, "table1", "paper")
+
+
+def test_the_model_activation_names_its_setting(tmp_path):
+    _write(tmp_path, "relu", 1, setting_hash="r", activation="relu")
+    _write(tmp_path, "sig", 1, setting_hash="s", activation="sigmoid")
+    md = write_table(tmp_path, "table1", "quick").read_text()
+    assert "| activation=relu |" in md and "| activation=sigmoid |" in md
