@@ -24,7 +24,7 @@ from bench.report.html import build_page
 def _wandb(results: Path, manifest: dict, profile: str | None, wandb_dir: str) -> None:
     import pandas as pd
 
-    from bench.loggers import log_table_run
+    from bench.record.loggers import log_table_run
 
     for t in manifest["tables"]:
         md = results / "tables" / f"{t['name']}.md"

@@ -110,7 +110,7 @@ def _section(m: dict) -> str:
 
 def build_page(results: Path) -> Path:
     """Write ``results/index.html`` from every manifest under ``results/report``."""
-    from bench.provenance import git_state
+    from bench.run.provenance import git_state
 
     results = Path(results)
     manifests = _manifests(results)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.rows import read_rows
+from bench.record.rows import read_rows
 
 # Row fields that change results: rows that differ in any of them never share a table line.
 # setting_hash (the semantic config without the seed, plus the data's identity and the weights)

@@ -11,7 +11,7 @@ from attacks.spear import SpearAttack, SpearConfig
 from attacks.spear.filtering import Candidates, refine, zero_mask
 from attacks.spear.finders import SearchState, make_finder
 from attacks.spear.finders.dictionary import DictionaryLearning, l1_sphere, null_space_round
-from bench.metrics import image_quality
+from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from bench.loggers import WandbLogger, read_offline_run
-from bench.rows import read_rows
+from bench.record.loggers import WandbLogger, read_offline_run
+from bench.record.rows import read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.wandb

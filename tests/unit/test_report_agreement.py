@@ -16,7 +16,7 @@ import pytest
 
 from bench.report.__main__ import main
 from bench.report.figures.grids import attack_order
-from bench.rows import RowWriter, make_row
+from bench.record.rows import RowWriter, make_row
 
 BATCHES = [("ok", 1.0), ("partial", 1.0), ("failed", 1.0), ("partial", 0.5), ("failed", 0.0)]
 ACC, CERT = 60.0, 20.0

@@ -8,7 +8,7 @@ import pandas as pd
 from bench.report.__main__ import main
 from bench.report.figures import large_batch as fig
 from bench.report.tables.large_batch import summary, target_notes, wall
-from bench.rows import make_row
+from bench.record.rows import make_row
 
 
 def _rows():

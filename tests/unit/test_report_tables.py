@@ -5,7 +5,7 @@ import pytest
 
 from bench.report.build import build, table_path
 from bench.report.tables.summary import summarise
-from bench.rows import RowWriter, make_row
+from bench.record.rows import RowWriter, make_row
 
 
 def write_table(results, experiment, profile):
@@ -52,7 +52,7 @@ def test_any_setting_key_splits(tmp_path, key, value, label):
     _write(tmp_path, "b", 2, setting_hash="other", **{key: value})
     import pandas as pd
 
-    from bench.rows import read_rows
+    from bench.record.rows import read_rows
 
     res = summarise(pd.DataFrame(list(read_rows(sorted((tmp_path / "raw" / "table1").glob("*.jsonl"))))), "table1")
     assert len(res) == 2 and label in set(res["setting"])

@@ -8,7 +8,7 @@ import torch
 from bench.report.build import build, table_path
 from bench.report.format import markdown
 from bench.report.tables.summary import summarise, table
-from bench.tabular import decode, encode, random_guess_discrete_acc, tabular_quality
+from bench.scoring.tabular import decode, encode, random_guess_discrete_acc, tabular_quality
 from datasets import load_source, select_batch
 
 

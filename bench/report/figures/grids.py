@@ -17,7 +17,7 @@ import pandas as pd
 from bench.report.figures.plot import Figure, plt
 from bench.report.rows import load_rows
 from bench.report.tables.paper import paper_numbers
-from bench.rows import read_rows
+from bench.record.rows import read_rows
 
 TEASER_EXPERIMENTS = ("table1", "fig_teaser", "cnn")
 TRUTH = "truth"
@@ -81,9 +81,11 @@ def grid_figure(strips: list[tuple[str, np.ndarray]], title: str, out: Path) -> 
     return out.with_suffix(".png")
 
 
-def _label(row: dict) -> str:
+def _label(row: dict, activation: bool = False) -> str:
+    """A strip's label: the attack (with the client model's activation when asked), its PSNR."""
+    name = f"{row['attack']} ({row.get('activation')})" if activation else str(row["attack"])
     psnr = row.get("psnr_mean")
-    return f"{row['attack']}\n{psnr:.1f} dB" if isinstance(psnr, (int, float)) and psnr == psnr else str(row["attack"])
+    return f"{name}\n{psnr:.1f} dB" if isinstance(psnr, (int, float)) and psnr == psnr else name
 
 
 def grid_for_run(jsonl: Path, fig_dir: Path, batch_index: int = 0) -> Path | None:
@@ -134,8 +136,9 @@ def teaser_grids(results: Path | str, profile: str | None = None, experiment: st
 
     The paper's teaser (SPEAR, then Geiping, then the truth) at the batch size of the rows (the
     profile's: B=20 in ``paper``, smaller in ``quick``). Attacks come in ``attacks``' order (default:
-    every attack with a thumbnail, in :func:`attack_order`); an attack whose newest thumbnail is of
-    another batch (another batch size) than the first attack's is left out.
+    every attack with a thumbnail, in :func:`attack_order`), one strip per client-model activation
+    (CI-Net's ReLU and sigmoid clients); a strip whose newest thumbnail is of another batch (another
+    batch size) than the first one's is left out.
     """
     results = Path(results)
     raw = results / "raw" / experiment
@@ -146,20 +149,23 @@ def teaser_grids(results: Path | str, profile: str | None = None, experiment: st
     if "artifact" not in df:
         return []
     df = df[(df["batch_index"] == batch_index) & df["artifact"].notna()]
-    latest: dict[tuple[str, str], dict] = {}
+    latest: dict[tuple[str, str, str], dict] = {}  # (dataset, attack, client model's activation)
     for r in df.to_dict("records"):  # rows are in write order: the last one wins
         if artifact_path(r, raw) is not None and (attacks is None or r["attack"] in attacks):
-            latest[(r["dataset"], r["attack"])] = r
+            act = r.get("activation")
+            latest[(r["dataset"], r["attack"], act if isinstance(act, str) else "")] = r
     out = []
-    for dataset in sorted({d for d, _ in latest}):
-        present = [a for d, a in latest if d == dataset]
+    for dataset in sorted({d for d, _, _ in latest}):
+        keys = [(a, act) for d, a, act in latest if d == dataset]
+        present = {a for a, _ in keys}
         order = [a for a in attacks if a in present] if attacks is not None else attack_order(present, experiment)
-        picked = [latest[(dataset, a)] for a in order]
+        picked = [latest[(dataset, a, act)] for a in order for act in sorted(act for b, act in keys if b == a)]
         picked = [r for r in picked if list(r["sample_ids"]) == list(picked[0]["sample_ids"])]
-        strips = [(_label(r), np.load(artifact_path(r, raw))["recon"]) for r in picked]
+        several = {a for a in present if sum(b == a for b, _ in keys) > 1}
+        strips = [(_label(r, r["attack"] in several), np.load(artifact_path(r, raw))["recon"]) for r in picked]
         strips.append((TRUTH, np.load(artifact_path(picked[0], raw))["truth"]))
         r0 = picked[0]
-        parts = [_label(r).replace("\n", " ") for r in picked]
+        parts = [_label(r, r["attack"] in several).replace("\n", " ") for r in picked]
         title = (f"{dataset} ({r0['data_source']}), B={r0['batch_size']}, batch {batch_index}, "
                  f"profile {r0.get('profile')}: " + ", ".join(parts))
         name = f"teaser_{r0.get('profile')}_{dataset}_b{batch_index}"

@@ -1,9 +1,10 @@
-"""The paper's main comparison (``comparison`` in results/paper.yaml) beside our rows of its dataset.
+"""The paper's main comparison (``comparison`` in results/paper.yaml) beside our rows.
 
-Every method listed there gets a line; it is filled from our rows when some match it. An entry's
-numbers are ``psnr``, ``lpips``, ``time_s``, ``acc`` and its text ``note``; every other key selects
-rows by a row field: ``attack`` (default: the entry's name) and e.g. ``activation: sigmoid``. A
-method without matching rows keeps the paper's numbers only, marked "not run".
+Every method listed there gets a line, filled from our rows when some match it: ``attack ==
+<entry name>`` on the comparison dataset; or, for an entry with ``select`` (e.g. ``{attack: ci_net,
+activation: sigmoid}``), the rows matching it on the comparison dataset when there are any, else
+wherever they ran (a profile may run the method on a cheaper dataset; the dataset column says so).
+A method without rows keeps the paper's numbers only, marked "not run".
 """
 from __future__ import annotations
 
@@ -16,29 +17,23 @@ from bench.report.format import Table, fmt
 from bench.report.rows import setting_groups
 from bench.report.tables.paper import paper_numbers
 
-NUMBERS = ("psnr", "lpips", "time_s", "acc", "note")
-COLS = ["method", "PSNR", "paper PSNR", "LPIPS", "Acc %", "certified %", "time/batch s", "paper time s",
-        "n", "B", "status", "note"]
+COLS = ["method", "dataset", "PSNR", "paper PSNR", "LPIPS", "time/batch s", "s/it", "paper time s", "n", "B",
+        "status", "Acc %", "certified %", "note"]
 
 
-def selector(method: str, entry: dict) -> dict:
-    """Row fields (and values) that pick a method's rows: ``attack`` plus any non-number key."""
-    sel = {k: v for k, v in entry.items() if k not in NUMBERS}
-    sel.setdefault("attack", method)
-    return sel
-
-
-def matching(df: pd.DataFrame, sel: dict) -> pd.DataFrame:
-    keep = pd.Series(True, index=df.index)
-    for k, v in sel.items():
-        if k not in df:
-            return df.iloc[0:0]
-        keep &= df[k].astype(str) == str(v)
-    return df[keep]
+def method_rows(df: pd.DataFrame, method: str, p: dict, dataset) -> pd.DataFrame:
+    """Rows of one comparison method (see the module's docstring)."""
+    select = p.get("select")
+    mask = pd.Series(True, index=df.index)
+    for key, value in (select or {"attack": method}).items():
+        mask &= df[key].astype(str) == str(value) if key in df else False
+    rows = df[mask]
+    on_dataset = rows[rows["dataset"] == dataset] if dataset else rows.iloc[0:0]
+    return on_dataset if not (on_dataset.empty and select) else rows
 
 
 def comparison_frame(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | None]:
-    """One line per (method, setting), in paper.yaml's order, and the comparison's dataset."""
+    """One line per (method, dataset, setting), in paper.yaml's order, and the comparison's dataset."""
     paper = paper_numbers(table)
     comp = paper.get("comparison") or {}
     dataset = paper.get("comparison_dataset")
@@ -47,24 +42,28 @@ def comparison_frame(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | 
     out = []
     for method, p in comp.items():
         p = p or {}
-        rows = matching(df[df["dataset"] == dataset], selector(method, p)) if dataset else df.iloc[0:0]
-        for setting, g in setting_groups(rows) if not rows.empty else [("", rows)]:
-            out.append(_line(method, dataset, setting, g, p))
+        rows = method_rows(df, method, p, dataset)
+        groups = [(f"{ds}|{s}", h) for ds, g in rows.groupby("dataset", sort=False) for s, h in setting_groups(g)]
+        for setting, g in groups or [("", rows)]:
+            ds = g["dataset"].iloc[0] if not g.empty else dataset
+            out.append(_line(method, ds, setting.partition("|")[2], g, p))
     return pd.DataFrame(out), dataset
 
 
 def _line(method: str, dataset, setting: str, g: pd.DataFrame, p: dict) -> dict:
     ran = not g.empty
     lp_m, _, lp_n = C.lpips_stats(g) if ran else (math.nan, math.nan, 0)
+    per_it = C.mean_std(g["diag_seconds_per_iteration"])[0] if ran and "diag_seconds_per_iteration" in g else None
     attack = str(g["attack"].iloc[0]) if ran else method
     return {
         "method": method, "dataset": dataset,
         "PSNR": C.mean_std(g["psnr_mean"])[0] if ran else None, "paper PSNR": p.get("psnr"),
         "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if (lp_n or not ran) else C.lpips_why(g),
-        "Acc %": C.acc_pct(g) if ran else None, "certified %": C.certified_pct(g, attack) if ran else None,
         "time/batch s": C.mean_std(g["time_attack_s"])[0] if ran else None, "paper time s": p.get("time_s"),
+        "s/it": per_it,
         "n": len(g), "B": int(g["batch_size"].iloc[0]) if ran else None,
         "status": ("ran" + (f" ({setting})" if setting else "")) if ran else "not run",
+        "Acc %": C.acc_pct(g) if ran else None, "certified %": C.certified_pct(g, attack) if ran else None,
         "note": p.get("note", ""),
     }
 
@@ -75,7 +74,9 @@ def _cell(r: pd.Series, c: str) -> str:
         return r["LPIPS n/a"]
     if c == "B" and isinstance(v, float) and not math.isnan(v):
         return str(int(v))
-    return fmt(v, 4) if c == "LPIPS" else fmt(v)
+    if c == "dataset":
+        return C.DATASET_LABEL.get(v, str(v))
+    return fmt(v, {"LPIPS": 4, "s/it": 3}.get(c, 1))
 
 
 def comparison(df: pd.DataFrame, table: str) -> Table | None:
@@ -83,10 +84,10 @@ def comparison(df: pd.DataFrame, table: str) -> Table | None:
     frame, dataset = comparison_frame(df, table)
     if frame.empty:
         return None
-    title = (f"main comparison (paper: one ImageNet setting, B=20; ours: "
-             f"{C.DATASET_LABEL.get(dataset, dataset)}, this profile's B)")
+    title = (f"main comparison (paper: one ImageNet setting, B=20; ours: this profile's B, on "
+             f"{C.DATASET_LABEL.get(dataset, dataset)} unless the dataset column says otherwise)")
     return Table(name=f"{table}_comparison", title=title, header=COLS,
                  cells=[[_cell(r, c) for c in COLS] for _, r in frame.iterrows()], data=frame, level=4)
 
 
-__all__ = ["comparison", "comparison_frame", "selector"]
+__all__ = ["COLS", "comparison", "comparison_frame", "method_rows"]
