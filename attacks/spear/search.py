@@ -61,6 +61,7 @@ class DirectionSearch:
         diag["live_neurons"] = m_live
         self.threshold = threshold = max(math.ceil(cfg.tau * m_live), B - 1 + cfg.min_extra_zeros)
         diag["filter_threshold"] = threshold
+        diag.update(filter_tau=cfg.tau, filter_min_extra_zeros=cfg.min_extra_zeros)  # for the failure bound
         if B > 1 and m_live < threshold + 1:
             raise AttackNotApplicable(
                 f"only {m_live} of {m} neurons are live (active for some sample) for batch size {B}: a "

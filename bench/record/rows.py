@@ -17,7 +17,7 @@ FIELDS = (
     "schema_version", "run_id", "experiment", "profile", "batch_index", "seed", "config_hash",
     "setting_hash", "data_fingerprint",
     # provenance
-    "git_sha", "git_dirty", "timestamp_utc", "device", "torch_version", "dtype",
+    "git_sha", "git_dirty", "timestamp_utc", "machine", "device", "torch_version", "dtype",
     # setting
     "dataset", "data_source", "image_shape", "model", "width", "depth", "activation", "model_state",
     "batch_size", "labels_known", "batch_size_known", "defense", "attack",
@@ -41,7 +41,7 @@ _NUM, _STR, _BOOL, _INT, _LIST = "number", "string", "boolean", "integer", "list
 SCHEMA = {
     "schema_version": _INT, "run_id": _STR, "experiment": _STR, "profile": _STR, "batch_index": _INT,
     "seed": _INT, "config_hash": _STR, "setting_hash": _STR, "data_fingerprint": _STR,
-    "git_sha": _STR, "git_dirty": _BOOL, "timestamp_utc": _STR, "device": _STR, "torch_version": _STR,
+    "git_sha": _STR, "git_dirty": _BOOL, "timestamp_utc": _STR, "machine": _STR, "device": _STR, "torch_version": _STR,
     "dtype": _STR, "dataset": _STR, "data_source": _STR, "image_shape": _LIST, "model": _STR,
     "width": _INT, "depth": _INT, "activation": _STR, "model_state": _STR, "batch_size": _INT, "labels_known": _BOOL,
     "batch_size_known": _BOOL, "defense": _STR, "attack": _STR, "sample_ids": _LIST, "true_labels": _LIST,

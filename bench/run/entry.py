@@ -27,8 +27,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def _main(cfg: DictConfig) -> None:
-    from bench.figures import grid_for_run
     from bench.record.loggers import NullLogger
+    from bench.report.figures.grids import grid_for_run
     from bench.run.runner import Runner
 
     logger = instantiate(cfg.logger)
@@ -68,11 +68,11 @@ def _multirun() -> bool:
 
 
 def _run_summary(path: Path, table: str):
-    """This run's rows summarised like the paper tables (bench.tables), for the logger."""
+    """This run's rows summarised like the paper tables (bench/report/tables/summary.py), for the logger."""
     import pandas as pd
 
     from bench.record.rows import read_rows
-    from bench.tables import summarise
+    from bench.report.tables.summary import summarise
 
     return summarise(pd.DataFrame(list(read_rows([path]))), table)
 

@@ -1,6 +1,8 @@
 """Where a row came from: code version, machine, library versions."""
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -32,12 +34,19 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+@lru_cache(maxsize=1)
+def machine() -> str:
+    """The host that ran a row: its name, architecture and CPU count (``node01 (x86_64, 16 CPUs)``)."""
+    return f"{platform.node() or 'unknown host'} ({platform.machine() or '?'}, {os.cpu_count()} CPUs)"
+
+
 def provenance(device: torch.device) -> dict:
     sha, dirty = git_state()
     return {
         "git_sha": sha,
         "git_dirty": dirty,
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch_version": torch.__version__,
     }

@@ -11,8 +11,8 @@ from attacks.base import AttackNotApplicable
 from attacks.cpa import CpaAttack
 from attacks.pipelines import CpaFiGeiping, SpearFiGeiping
 from bench.record.rows import read_rows
+from bench.report.build import build, table_path
 from bench.run.runner import Runner
-from bench.tables import write_table
 from tests.helpers import observe, paper_fcnn, real_batch
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -79,7 +79,7 @@ def test_three_methods_through_the_runner_to_the_table(tmp_results):
         for key in ("diag_time_stage1_s", "diag_time_fi_s", "diag_time_refine_s", "diag_fi_feature_cos_mean"):
             assert row[key] is not None and row[key] >= 0, key
         assert row["diag_attacked_layer"] == "classifier.0" and row["diag_fi_iterations"] == 60
-    md = write_table(tmp_results, "cnn", "quick").read_text()
+    md = table_path(tmp_results, build(tmp_results, "cnn", "quick")).read_text()
     for name in ("geiping", "cpa+fi+geiping", "spear+fi+geiping"):
         assert f"| {name} | CIFAR-10 | small_cnn |" in md
     assert "feature sim" in md and "0.984" in md and "0.562" in md

@@ -286,7 +286,7 @@ def test_attacks_see_a_model_in_eval_mode(tmp_results, monkeypatch):
 
 
 def test_thumbnails_are_found_from_another_working_directory(tmp_results, tmp_path, monkeypatch):
-    from bench.figures import artifact_path, grid_for_run
+    from bench.report.figures.grids import artifact_path, grid_for_run
 
     r = Runner(_cfg("dataset=mnist", "n_batches=1", "save_images=1"))
     r.run()

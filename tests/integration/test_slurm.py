@@ -55,7 +55,7 @@ def _sweep(results: Path, sweep_dir: Path) -> subprocess.CompletedProcess:
 @needs_cluster
 def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
     from bench.record.rows import read_rows
-    from bench.tables import main as tables_main
+    from bench.report.__main__ import main as report_main
 
     # Under the repository (not /tmp): on a real cluster the jobs run on other nodes.
     (REPO / "multirun").mkdir(exist_ok=True)
@@ -80,7 +80,7 @@ def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
             assert all(r["status"] == "ok" and r["device"] == "cpu" for r in rows)
         assert {rows[0]["batch_size"] for rows in per_file} == {3, 4}
 
-        assert tables_main(["--experiment", "slurm_test", "--results", str(results)]) == 0
+        assert report_main(["--experiment", "slurm_test", "--results", str(results)]) == 0
         table = pd.read_csv(results / "tables" / "slurm_test.csv")
         # two settings (B=3, B=4): one table line each, never one merged line (issue 12)
         assert len(table) == 2 and sorted(table["n"].astype(int)) == [2, 2]

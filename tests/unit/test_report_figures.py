@@ -1,4 +1,4 @@
-"""The paper figures (bench.plots): analytic curves and aggregation from rows."""
+"""SPEAR's figures (bench/report/figures/spear.py): analytic curves and aggregation from rows."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.plots import (expected_proposals, failure_bound, failure_width_table, make_all,
-                         plot_failure_width, plot_sampling, plot_two_stage, sampling_table,
-                         two_stage_table, wilson)
+from bench.report.__main__ import main
+from bench.report.columns import wilson
+from bench.report.figures.spear import (expected_proposals, failure_bound, failure_width_data, plot_failure_width,
+                                        plot_sampling, plot_two_stage, sampling_data, two_stage_data)
 
 
 def test_failure_bound_small_cases_by_hand():
@@ -61,10 +62,10 @@ def test_failure_width_counts_inexact_and_drops_not_applicable(tmp_path):
             + _rows(2, batch_size=8, width=8, status="not_applicable", exact_fraction=None)
             + _rows(3, batch_size=8, width=32, status=["ok", "ok", "failed"], exact_fraction=[1, 1, 0]))
     df = pd.DataFrame(rows)
-    t = failure_width_table(df)
+    t = failure_width_data(df)
     got = {(r.batch_size, r.width): (r.failures, r.n) for r in t.itertuples()}
     assert got == {(4, 16): (2, 4), (4, 32): (0, 4), (8, 32): (1, 3)}
-    png = plot_failure_width(df, tmp_path / "fig_failure_width")
+    png = plot_failure_width(df, tmp_path / "fig_failure_width").png
     assert png.exists() and png.with_suffix(".pdf").exists()
     csv = pd.read_csv(png.with_suffix(".csv"))
     assert csv["p_fail"].tolist() == pytest.approx([0.5, 0.0, 1 / 3])
@@ -76,13 +77,13 @@ def test_sampling_percentiles_over_recovered_batches(tmp_path):
             + _rows(2, batch_size=6, width=2000, diag_proposals_to_success=[64, None],
                     status=["ok", "failed"], exact_fraction=[1, 0]))
     df = pd.DataFrame(rows)
-    t = sampling_table(df).set_index("width")
+    t = sampling_data(df).set_index("width")
     assert t.loc[200, "median"] == np.median(props)
     assert t.loc[200, "p10"] == pytest.approx(np.percentile(props, 10))
     assert t.loc[200, "p90"] == pytest.approx(np.percentile(props, 90))
     assert (t.loc[2000, "succeeded"], t.loc[2000, "n"]) == (1, 2)
     assert t.loc[200, "expected_2^(B-1)H_B"] == pytest.approx(32 * (1 + 1/2 + 1/3 + 1/4 + 1/5 + 1/6))
-    assert plot_sampling(df, tmp_path / "fig_sampling").exists()
+    assert plot_sampling(df, tmp_path / "fig_sampling").png.exists()
 
 
 def test_two_stage_accuracy_per_stage(tmp_path):
@@ -91,16 +92,17 @@ def test_two_stage_accuracy_per_stage(tmp_path):
                     status=["ok", "partial", "ok", "failed"], exact_fraction=[1, 0.9, 1, 0])
             + _rows(2, batch_size=8, width=48))  # rows without the knob (older runs) are left out
     df = pd.DataFrame(rows)
-    t = two_stage_table(df).set_index("second_stage")
+    t = two_stage_data(df).set_index("second_stage")
     assert t.loc[True, "accuracy_pct"] == 100 and t.loc[True, "n"] == 4
     assert t.loc[False, "accuracy_pct"] == 50 and t.loc[False, "n"] == 4
     assert t.loc[True, "mean_swaps"] == pytest.approx(0.75)
-    assert plot_two_stage(df, tmp_path / "fig_two_stage").exists()
+    assert plot_two_stage(df, tmp_path / "fig_two_stage").png.exists()
 
 
-def test_make_all_reports_missing_experiments(tmp_path):
-    made = make_all(tmp_path, "quick", only=["fig_sampling"])
-    assert made == {"fig_sampling": None}
+def test_report_names_missing_experiments(tmp_path, capsys):
+    assert main(["--experiment", "fig_sampling", "--profile", "quick", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no result rows under" in err and "make figures" in err
 
 
 @pytest.mark.parametrize("name, rows", [
@@ -114,7 +116,31 @@ def test_rows_with_nothing_to_plot_give_no_figure_and_a_reason(tmp_path, capsys,
     w = RowWriter(tmp_path / "raw" / name / "r.jsonl")
     for i, r in enumerate(rows()):
         w.write(make_row(**dict(r, config_hash="h", run_id="r", experiment=name, time_attack_s=0.1)))
-    made = make_all(tmp_path, "quick", only=[name])
-    assert made == {name: None}
+    assert main(["--experiment", name, "--profile", "quick", "--results", str(tmp_path)]) == 2
     assert not list((tmp_path / "figures").glob("**/*.png"))
     assert "not drawn" in capsys.readouterr().err
+
+
+def test_filter_curve_reads_the_knobs_the_rows_recorded(tmp_path):
+    """The filter's bound uses the rows' diag_filter_tau / diag_filter_min_extra_zeros (SPEAR's
+    diagnostics), not the attack's config class; without them the curve is left out."""
+    from bench.report.figures.spear import _filter_knobs
+
+    rows = _rows(3, batch_size=4, width=16, diag_filter_tau=0.05, diag_filter_min_extra_zeros=3)
+    assert _filter_knobs(pd.DataFrame(rows)) == (0.05, 3)
+    assert _filter_knobs(pd.DataFrame(_rows(3, batch_size=4, width=16))) is None
+    plot_failure_width(pd.DataFrame(rows), tmp_path / "f")  # draws with the knobs
+
+
+def test_reporting_never_imports_an_attack():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "bench" / "report"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            offenders += [f"{path.name}: {n}" for n in names if n == "attacks" or n.startswith("attacks.")]
+    assert len(list(root.rglob("*.py"))) > 5 and not offenders, offenders

@@ -1,7 +1,8 @@
-"""bench.defense_report: the four tables and three figures from rows (synthetic rows, no attack)."""
+"""The defense tables and figures (bench/report/tables/defenses.py, figures/defenses.py) from
+synthetic rows, no attack."""
 import json
 
-from bench.defense_report import main
+from bench.report.__main__ import main
 
 
 def _row(experiment, i, **kw):
@@ -31,7 +32,8 @@ def test_report_writes_four_tables_and_three_figures(tmp_path):
                                     feature_cosine=1.0 if k < 5 else 0.5) for k in (1, 3, 5)])
     _write(tmp_path, "label_homogeneous", [_row("label_homogeneous", 0, label_homogeneous=h, label_acc=None)
                                            for h in (True, False)])
-    assert main(["--results", str(tmp_path), "--profile", "quick"]) == 0
+    assert main(["--experiment", "dp", "fedavg", "depth", "label_homogeneous", "--results", str(tmp_path),
+                 "--profile", "quick"]) == 0
     for t in ("dp", "fedavg", "depth", "labels"):
         for ext in ("md", "csv", "tex"):
             assert (tmp_path / "tables" / f"{t}.{ext}").stat().st_size > 0
