@@ -4,7 +4,7 @@
   message lists the group's options and the closest one ("did you mean spear?").
 - :func:`job_line`: ``job i/N: <overrides>`` at the start of every job of a multirun.
 - :func:`width_warning`: the attacked layer is too narrow for the batch (SPEAR needs b < m, and
-  fails often while B·P[Binomial(m, ½) < B−1] is large).
+  fails often while the bound B·P[Binomial(m, ½) < B−1] of bench.plots.failure_bound is large).
 - :func:`summary_line` and :func:`table_command`: after every run, one line with batches ok, Acc,
   mean PSNR and time, and the command that builds the run's table from its rows.
 
@@ -106,19 +106,6 @@ def job_line() -> str | None:
 
 
 # ---------------------------------------------------------------------- width against batch size
-def failure_bound(width: int, batch_size: int) -> float:
-    """B·P[Binomial(m, ½) < B−1]: chance bound that some sample leaves fewer than B−1 of the m
-    neurons inactive, i.e. too few zeros for SPEAR to pin its direction (SPEAR paper, arXiv
-    2403.03945; the figure ``make figures`` draws as fig_failure_width)."""
-    m, k = int(width), int(batch_size) - 1
-    if k <= 0:
-        return 0.0
-    if k > m:
-        return 1.0
-    tail = sum(math.comb(m, j) for j in range(k)) / 2 ** m
-    return min(1.0, batch_size * tail)
-
-
 def width_warning(attack, model, batch_size: int) -> str | None:
     """A warning when the layer SPEAR attacks is too narrow for ``batch_size`` samples."""
     requires = getattr(attack, "requires", frozenset())
@@ -139,7 +126,9 @@ def width_warning(attack, model, batch_size: int) -> str | None:
                 f"SPEAR needs b < m (the gradient's rank is min(b, m)), so every batch of this "
                 f"setting will fail or be not applicable; use a wider layer (model.width > {b}) or a "
                 f"smaller batch")
-    bound = failure_bound(m, b)
+    from bench.plots import failure_bound  # the bound fig_failure_width draws
+
+    bound = float(failure_bound(m, b))
     if bound >= 0.5:
         return (f"warning: the attacked layer {name!r} has width {m}, narrow for batch size {b}: "
                 f"the chance bound B·P[Binomial(m, 1/2) < B-1] = {bound:.2f}, so many batches will "
@@ -194,5 +183,4 @@ def summary_line(rows: list[dict], *, run_id: str, wall_s: float) -> str:
     return f"{run_id}: " + ", ".join(parts)
 
 
-__all__ = ["unknown_option", "group_options", "sweep_size", "job_line", "failure_bound",
-           "width_warning", "table_command", "summary_line"]
+__all__ = ["unknown_option", "group_options", "sweep_size", "job_line", "width_warning", "table_command", "summary_line"]

@@ -85,7 +85,7 @@ def teaser_grids(results: Path | str, profile: str | None = None, experiment: st
                  attacks: tuple[str, ...] = ("spear", "geiping"), batch_index: int = 0) -> list[Path]:
     """One grid per dataset: each attack's reconstruction of the same batch over the ground truth.
 
-    The paper's teaser order (REFERENCE §6): SPEAR, then Geiping, then the truth, at the batch size
+    The SPEAR paper's teaser order (arXiv 2403.03945): SPEAR, then Geiping, then the truth, at the batch size
     of the rows (the profile's: B=20 in ``paper``, smaller in ``quick``). Built from the rows and
     the thumbnails they point to; a dataset lacking a thumbnail of any attack is skipped.
     """

@@ -1,11 +1,11 @@
-"""Large-batch table and figure (issue 10): plain SPEAR, the dictionary-learning finder and
+"""Large-batch table and figure (docs/large-batch.md): plain SPEAR, the dictionary-learning finder and
 Geiping-guided SPEAR on the same batches, b against width (conf/experiment/large_batch.yaml).
 
 ``python -m bench.large_batch --profile quick`` reads results/raw/large_batch/*.jsonl and writes
 results/tables/large_batch.{md,csv,tex} and results/figures/fig_large_batch.{png,pdf,csv}.
 A batch is exact when SPEAR's check passed (status ok) and every image is at PSNR >= the row's
 exact threshold. The figure draws the planted-sparse-vector wall b·ρ ≈ √m (ρ = 0.5: b = 2√m;
-../shared/SCALING.md §4) per width.
+Mao & Wein, arXiv 2105.15081; docs/large-batch.md) per width.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ TARGETS = [("spear-dictionary", 1000, 64, 9, 600), ("*", 2000, 100, 8, 1800)]
 
 
 def target_notes(res: pd.DataFrame) -> list[str]:
-    """Where the issue's targets stand (exact batches of 10 and time per batch)."""
+    """Where the large-batch targets stand (exact batches of 10 and time per batch)."""
     notes = []
     for method, width, b, need, secs in TARGETS:
         g = res[(res["width"] == width) & (res["b"] == b)]

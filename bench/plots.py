@@ -1,4 +1,4 @@
-"""The paper's figures (REFERENCE §6), regenerated from result rows only.
+"""The SPEAR paper's figures (arXiv 2403.03945), regenerated from result rows only.
 
 ``python -m bench.plots --profile quick`` (``make figures``) reads results/raw/fig_*/*.jsonl and
 writes results/figures/<figure>.{png,pdf,csv} (the CSV holds exactly the plotted numbers):
@@ -10,7 +10,8 @@ writes results/figures/<figure>.{png,pdf,csv} (the CSV holds exactly the plotted
 * ``fig_two_stage``: accuracy against B with the single- and the two-stage greedy selection;
 * the teaser grids (truth / SPEAR / Geiping per dataset) when bench.figures provides them.
 
-DP-SGD, FedAvg and depth plots are not drawn: those defenses are not built yet.
+The DP-SGD, FedAvg and depth plots are drawn by ``python -m bench.defense_report`` (``make
+reproduce-defenses``).
 """
 from __future__ import annotations
 

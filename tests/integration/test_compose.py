@@ -43,7 +43,7 @@ def test_experiment_composes_with_each_profile(experiment):
                 assert "_target_" in cfg.attack and "_target_" in cfg.model
 
 
-def test_table1_profiles_match_the_issue():
+def test_table1_profiles_match_the_paper_setting():
     quick = apply_profile(_compose(["experiment=table1", "profile=quick"]), overrides=[])
     paper = apply_profile(_compose(["experiment=table1", "profile=paper"]), overrides=[])
     assert quick.batch_size >= 10

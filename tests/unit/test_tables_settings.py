@@ -1,4 +1,4 @@
-"""Tables never merge rows of different settings into one line (issue 12.1)."""
+"""Tables never merge rows of different settings into one line."""
 from __future__ import annotations
 
 import pytest
