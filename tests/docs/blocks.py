@@ -8,6 +8,7 @@ in the info string are tags (docs/contributing.md):
 - ``gpu``: needs CUDA; marked gpu and skipped without one
 - ``network``: needs a network (downloads, online W&B); skipped with that reason
 - ``slurm``: needs a SLURM cluster answering ``sinfo``; skipped without one
+- ``suite``: runs the test suite itself (``make test``); skipped, it would run inside itself
 - ``continue``: runs after the previous block of the same language on the same page
 - ``exit=N``: the block is expected to exit with status N (an error shown on purpose)
 - ``timeout=S``: seconds allowed (default 300, slow blocks 1800)
@@ -29,12 +30,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 RUN = {"bash": "bash", "sh": "bash", "python": "python"}
-FLAGS = {"slow", "hours", "gpu", "network", "slurm", "continue"}
+FLAGS = {"slow", "hours", "gpu", "network", "slurm", "suite", "continue"}
 SKIP_REASON = {"hours": "runs for hours (a paper profile): run it by hand",
-               "network": "needs a network"}
+               "network": "needs a network",
+               "suite": "runs the test suite itself (it would run inside itself)"}
 # repository entries a block may name by relative path (linked into its folder)
 LINKED = ("Makefile", "conf", "scripts", "docs", "attacks", "bench", "datasets", "hydra_plugins",
-          "pyproject.toml", "README.md")
+          "tests", "pyproject.toml", "README.md")
 _FENCE = re.compile(r"^```\s*([A-Za-z0-9_+-]*)\s*(.*)$")
 
 
