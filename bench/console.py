@@ -96,11 +96,11 @@ def job_line() -> str | None:
         if hc.mode != RunMode.MULTIRUN:
             return None
         num, overrides = int(hc.job.num), " ".join(hc.overrides.task)
-    except Exception:
+    except ValueError:  # not inside a hydra job (HydraConfig not set)
         return None
     try:
         total = sweep_size(Path(hc.sweep.dir) / "multirun.yaml")
-    except Exception:
+    except Exception:  # the count is a courtesy: an unreadable sweep file only loses the "/N"
         total = None
     return f"job {num + 1}/{total if total else '?'}: {overrides}"
 
@@ -111,6 +111,7 @@ def width_warning(attack, model, batch_size: int) -> str | None:
     requires = getattr(attack, "requires", frozenset())
     if "relu_linear_layer" not in requires:
         return None
+    from attacks.base import AttackNotApplicable
     from attacks.layers import linear_layer
 
     layer = getattr(attack, "layer", None)
@@ -118,7 +119,7 @@ def width_warning(attack, model, batch_size: int) -> str | None:
         layer = getattr(attack.stage1, "layer", None)
     try:
         name, mod = linear_layer(model, layer)
-    except Exception:
+    except AttackNotApplicable:  # the attack's own check will say why, as the batch's row
         return None
     m, b = int(mod.out_features), int(batch_size)
     if b >= m:
@@ -126,6 +127,8 @@ def width_warning(attack, model, batch_size: int) -> str | None:
                 f"SPEAR needs b < m (the gradient's rank is min(b, m)), so every batch of this "
                 f"setting will fail or be not applicable; use a wider layer (model.width > {b}) or a "
                 f"smaller batch")
+    if m >= 4 * b:  # the bound below is < 1 % there: no need to compute it
+        return None
     from bench.plots import failure_bound  # the bound fig_failure_width draws
 
     bound = float(failure_bound(m, b))
