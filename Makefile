@@ -32,13 +32,14 @@ test: ## the fast test suite (CPU, offline, < 10 min)
 test-all: ## every test, slow and data ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
-reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=quick|paper|paper_spear, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
+reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720, and its main comparison with CI-Net (PROFILE=quick|paper|paper_spear, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
+	$(if $(wildcard conf/budget/table1_ci_net/$(PROFILE).yaml),$(BIN)/python -m bench.run --multirun experiment=table1_ci_net profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS))
 	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
 	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE) $(if $(filter paper_spear,$(PROFILE)),--attacks spear)
 
 weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
-	$(BIN)/python -m bench.lpips_metric --download
+	$(BIN)/python -m bench.scoring.lpips_metric --download
 
 reproduce-tabular: ## SPEAR beside TabLeak on UCI Adult, FCNN [100, 100, 2] -> results/tables/tabular.* (PROFILE=quick|paper)
 	$(BIN)/python -m bench.run --multirun experiment=tabular profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.rows import read_rows
+from bench.record.rows import read_rows
 
 
 def artifact_path(row: dict, raw_dir: Path) -> Path | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.rows import read_rows
+from bench.record.rows import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ORDER = ["mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720", "adult"]
@@ -24,8 +24,8 @@ OK_STATUSES = {"ok", "partial"}
 # Row fields that change results: rows that differ in any of them never share a table line.
 # setting_hash (the semantic config without the seed, plus the data's identity and the weights)
 # catches what the visible keys miss (an attack's budget); rows from different seeds do share one.
-SETTING_KEYS = ("batch_size", "model", "width", "depth", "dtype", "labels_known", "batch_size_known",
-                "defense", "profile", "data_source", "model_state", "setting_hash")
+SETTING_KEYS = ("batch_size", "model", "width", "depth", "activation", "dtype", "labels_known",
+                "batch_size_known", "defense", "profile", "data_source", "model_state", "setting_hash")
 SETTING_LABEL = {"batch_size": "B", "labels_known": "labels known", "batch_size_known": "B known",
                  "data_source": "data", "model_state": "weights", "setting_hash": "config"}
 
@@ -165,10 +165,24 @@ def _lpips_why(g: pd.DataFrame) -> str | None:
     return "n/a: " + note[:40]
 
 
+def _method_rows(df: pd.DataFrame, method: str, p: dict, dataset) -> pd.DataFrame:
+    """Rows of one comparison method: ``attack == method`` on the comparison dataset; or, for an
+    entry with ``select`` (results/paper.yaml, e.g. ``{attack: ci_net, activation: sigmoid}``), the
+    rows matching it on the comparison dataset when there are any, else wherever they ran (a
+    profile may run the method on a cheaper dataset)."""
+    select = p.get("select")
+    mask = pd.Series(True, index=df.index)
+    for key, value in (select or {"attack": method}).items():
+        mask &= df[key].astype(str) == str(value) if key in df else False
+    rows = df[mask]
+    on_dataset = rows[rows["dataset"] == dataset] if dataset else rows.iloc[0:0]
+    return on_dataset if not (on_dataset.empty and select) else rows
+
+
 def comparison_rows(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | None]:
     """The paper's main comparison (``comparison`` in results/paper.yaml) beside our rows of its dataset.
 
-    Methods we do not run (CI-Net) keep the paper's numbers only, marked "not run".
+    A method without rows keeps the paper's numbers only, marked "not run".
     """
     paper = paper_numbers(table)
     comp = paper.get("comparison") or {}
@@ -177,20 +191,24 @@ def comparison_rows(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, str | N
         return pd.DataFrame(), dataset
     out = []
     for method, p in comp.items():
-        rows = df[(df["attack"] == method) & (df["dataset"] == dataset)] if dataset else df.iloc[0:0]
-        for setting, g in setting_groups(rows) if not rows.empty else [("", rows)]:
-            out.append(_comparison_line(method, dataset, setting, g, p))
+        rows = _method_rows(df, method, p, dataset)
+        groups = [(f"{ds}|{s}", h) for ds, g in rows.groupby("dataset", sort=False) for s, h in setting_groups(g)]
+        for setting, g in groups or [("", rows)]:
+            ds = g["dataset"].iloc[0] if not g.empty else dataset
+            out.append(_comparison_line(method, ds, setting.partition("|")[2], g, p))
     return pd.DataFrame(out), dataset
 
 
 def _comparison_line(method: str, dataset, setting: str, g: pd.DataFrame, p: dict) -> dict:
     ran = not g.empty
     lp_m, _, lp_n = _lpips_stats(g) if ran else (math.nan, math.nan, 0)
+    per_it = _mean_std(g["diag_seconds_per_iteration"])[0] if ran and "diag_seconds_per_iteration" in g else None
     return {
         "method": method, "dataset": dataset,
         "PSNR": _mean_std(g["psnr_mean"])[0] if ran else None, "paper PSNR": p.get("psnr"),
         "LPIPS": lp_m if lp_n else None, "LPIPS n/a": None if (lp_n or not ran) else _lpips_why(g),
         "time/batch s": _mean_std(g["time_attack_s"])[0] if ran else None, "paper time s": p.get("time_s"),
+        "s/it": per_it,
         "n": len(g), "B": int(g["batch_size"].iloc[0]) if ran else None,
         "status": ("ran" + (f" ({setting})" if setting else "")) if ran else "not run",
         "note": p.get("note", ""),
@@ -200,9 +218,10 @@ def _comparison_line(method: str, dataset, setting: str, g: pd.DataFrame, p: dic
 def comparison_markdown(comp: pd.DataFrame, dataset: str | None) -> str:
     if comp.empty:
         return ""
-    cols = ["method", "PSNR", "paper PSNR", "LPIPS", "time/batch s", "paper time s", "n", "B", "status", "note"]
-    lines = [f"#### main comparison (paper: one ImageNet setting, B=20; ours: "
-             f"{DATASET_LABEL.get(dataset, dataset)}, this profile's B)", "",
+    cols = ["method", "dataset", "PSNR", "paper PSNR", "LPIPS", "time/batch s", "s/it", "paper time s", "n", "B",
+            "status", "note"]
+    lines = [f"#### main comparison (paper: one ImageNet setting, B=20; ours: this profile's B, on "
+             f"{DATASET_LABEL.get(dataset, dataset)} unless the dataset column says otherwise)", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in comp.iterrows():
         cells = []
@@ -213,6 +232,10 @@ def comparison_markdown(comp: pd.DataFrame, dataset: str | None) -> str:
                 cells.append(r["LPIPS n/a"])
             elif c == "B" and isinstance(v, float) and not math.isnan(v):
                 cells.append(str(int(v)))
+            elif c == "dataset":
+                cells.append(DATASET_LABEL.get(v, str(v)))
+            elif c == "s/it":
+                cells.append(_fmt(v, 3))
             else:
                 cells.append(_fmt(v, 4) if c == "LPIPS" else _fmt(v))
         lines.append("| " + " | ".join(cells) + " |")
@@ -264,7 +287,7 @@ def _is_tabular(g: pd.DataFrame) -> bool:
     return bool(g["image_shape"].map(lambda s: isinstance(s, (list, tuple)) and len(s) == 1).all())
 
 
-# Columns of tabular rows (bench/tabular.py metrics); image-only columns are left out of such tables.
+# Columns of tabular rows (bench/scoring/tabular.py metrics); image-only columns are left out of such tables.
 TABULAR_COLS = ["attack", "dataset", "discrete acc %", "paper discrete acc %", "continuous MAE",
                 "paper continuous MAE", "Acc %", "time/batch s", "paper time s", "n", "failures", "B", "data"]
 TABULAR_ONLY = ["discrete acc %", "discrete acc std", "paper discrete acc %", "continuous MAE",
@@ -425,7 +448,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.wandb:
-        from bench.loggers import log_table_run
+        from bench.record.loggers import log_table_run
 
         run_dir = log_table_run(pd.read_csv(md_path.with_suffix(".csv")), args.table or args.experiment,
                                 profile=args.profile, markdown=md_path.read_text(encoding="utf-8"),

@@ -12,7 +12,7 @@ from attacks.spear import SpearAttack, SpearConfig
 from attacks.spear.filtering import Candidates, refine, zero_mask
 from attacks.spear.finders import SearchState, make_finder
 from attacks.spear.finders.dictionary import DictionaryLearning, l1_sphere, null_space_round
-from bench.metrics import image_quality
+from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
 
 
@@ -118,7 +118,7 @@ def test_geiping_guided_beats_uniform_sampling_cap():
 
 def test_large_batch_table_and_figure(tmp_path):
     from bench.large_batch import summary, target_notes, wall, write
-    from bench.rows import make_row
+    from bench.record.rows import make_row
 
     rows = []
     for attack, ok in (("spear", False), ("spear-dictionary", True), ("spear+geiping", True)):

@@ -12,7 +12,7 @@ import torch
 import attacks.spear.attack as spear_attack
 from attacks.base import AttackNotApplicable
 from attacks.spear import SpearAttack
-from bench.models import build_model, small_cnn
+from bench.run.models import build_model, small_cnn
 from tests.helpers import observe, paper_fcnn, real_batch
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rows import FIELDS, read_rows
+from bench.record.rows import FIELDS, read_rows
 from bench.tables import write_table
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""What ``python -m bench.run`` prints for its user (bench/console.py).
+"""What ``python -m bench.run`` prints for its user (bench/run/console.py).
 
 A summary line and the table command after every run, ``job i/N`` in multiruns, a warning for a
 layer too narrow for the batch, a clean exit 2 for a missing dataset and "did you mean" for a
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.console import summary_line, table_command, unknown_option, width_warning
+from bench.run.console import summary_line, table_command, unknown_option, width_warning
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_summary_line_and_table_command():
 
 def test_width_warning():
     from attacks.spear import SpearAttack
-    from bench.models import fcnn
+    from bench.run.models import fcnn
 
     narrow = fcnn((1, 28, 28), 10, width=8, depth=2)
     assert "not below the width 8" in width_warning(SpearAttack(), narrow, 10)

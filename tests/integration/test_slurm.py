@@ -54,7 +54,7 @@ def _sweep(results: Path, sweep_dir: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slurm
 @needs_cluster
 def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
-    from bench.rows import read_rows
+    from bench.record.rows import read_rows
     from bench.tables import main as tables_main
 
     # Under the repository (not /tmp): on a real cluster the jobs run on other nodes.
@@ -98,7 +98,7 @@ def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
 
 # ------------------------------------------------------------------ no cluster needed
 def test_gpus_requested_only_for_cuda():
-    from bench.slurm import gpus_for_device
+    from bench.run.slurm import gpus_for_device
 
     assert gpus_for_device("cuda") == 1 and gpus_for_device("cuda:1") == 1
     assert gpus_for_device("auto") is None and gpus_for_device("cpu") is None

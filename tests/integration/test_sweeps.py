@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bench.rows import config_hash, read_rows
-from bench.runner import apply_profile, run_paths, semantic_config
+from bench.record.rows import config_hash, read_rows
+from bench.run.runner import run_paths, semantic_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = str(REPO / "conf")
@@ -27,7 +27,7 @@ def _compose(overrides, hydra_cfg=False):
 
 
 def _run_id(overrides) -> tuple[str, Path]:
-    cfg = apply_profile(_compose(overrides), overrides=list(overrides))
+    cfg = _compose(overrides)
     return run_paths(cfg, "spear", config_hash(semantic_config(cfg)))
 
 
@@ -64,7 +64,6 @@ def test_figure_sweep_grids_give_distinct_run_ids(experiment, profile):
         for o in ov:
             key, _, value = o.partition("=")
             OmegaConf.update(cfg, key, _parse(value))
-        cfg = apply_profile(cfg, overrides=ov)
         ids.add(run_paths(cfg, "spear", config_hash(semantic_config(cfg)))[0])
     assert len(ids) == len(combos)
 

@@ -7,10 +7,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import bench.lpips_metric as lm
+import bench.scoring.lpips_metric as lm
 from bench.figures import teaser_grids
-from bench.rows import make_row, read_rows, RowWriter
-from bench.runner import Runner, apply_profile
+from bench.record.rows import make_row, read_rows, RowWriter
+from bench.run.runner import Runner
 from bench.tables import write_table
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -23,14 +23,11 @@ def _compose(overrides):
 
 @pytest.mark.parametrize("dataset,its,n", [("mnist", 1000, 2), ("imagenet224", 100, 1), ("imagenet720", 10, 1)])
 def test_quick_profile_budgets_per_attack_and_dataset(dataset, its, n):
-    g = apply_profile(_compose(["experiment=table1", "profile=quick", "attack=geiping", f"dataset={dataset}"]),
-                      overrides=[])
+    g = _compose(["experiment=table1", "profile=quick", "attack=geiping", f"dataset={dataset}"])
     assert (g.attack.max_iterations, g.n_batches, g.batch_size, g.attack.threads) == (its, n, 10, 1)
-    s = apply_profile(_compose(["experiment=table1", "profile=quick", "attack=spear", f"dataset={dataset}"]),
-                      overrides=[])
+    s = _compose(["experiment=table1", "profile=quick", "attack=spear", f"dataset={dataset}"])
     assert "max_iterations" not in s.attack and s.n_batches == (2 if dataset == "imagenet720" else 4)
-    p = apply_profile(_compose(["experiment=table1", "profile=paper", "attack=geiping", f"dataset={dataset}"]),
-                      overrides=[])
+    p = _compose(["experiment=table1", "profile=paper", "attack=geiping", f"dataset={dataset}"])
     assert (p.attack.max_iterations, p.batch_size, p.n_batches) == (24000, 20, 100)
 
 
@@ -45,7 +42,6 @@ def test_sweep_runs_both_attacks_on_every_dataset():
 def _run(tmp_path, attack, **extra):
     cfg = _compose(["experiment=table1", f"attack={attack}", "dataset=cifar10",
                     f"paths.results={tmp_path / 'results'}"])
-    OmegaConf.update(cfg, "profiles", {}, merge=False)  # the test sets its own small budget
     cfg.batch_size, cfg.n_batches, cfg.save_images, cfg.progress = 4, 1, 1, False
     for k, v in extra.items():
         OmegaConf.update(cfg, k, v)

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from bench.loggers import WandbLogger, read_offline_run
-from bench.rows import read_rows
+from bench.record.loggers import WandbLogger, read_offline_run
+from bench.record.rows import read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.wandb
@@ -130,7 +130,7 @@ def test_disabled_mode_writes_nothing(monkeypatch, tmp_path):
 
 def test_wandb_is_quiet_and_an_offline_run_can_be_shown(wandb_offline, monkeypatch, capfd):
     """No W&B run-history block on the console; one line names the run folder, and
-    ``python -m bench.loggers show <folder>`` prints the run without a network."""
+    ``python -m bench.record.loggers show <folder>`` prints the run without a network."""
     monkeypatch.delenv("WANDB_SILENT", raising=False)
     logger = WandbLogger(project="spear-bench", mode="offline", dir=str(wandb_offline))
     cfg = OmegaConf.create({"name": "exp", "profile": "quick", "dataset": {"name": "mnist"}, "seed": 0})
@@ -141,9 +141,9 @@ def test_wandb_is_quiet_and_an_offline_run_can_be_shown(wandb_offline, monkeypat
     _flush()
     out, err = capfd.readouterr()
     assert "Run history" not in out + err and "Run summary" not in out + err
-    assert "python -m bench.loggers show" in err
+    assert "python -m bench.record.loggers show" in err
 
-    from bench.loggers import main as loggers_main
+    from bench.record.loggers import main as loggers_main
 
     assert loggers_main(["show", str(wandb_offline)]) == 0        # a folder above the run
     shown = capfd.readouterr().out

@@ -109,7 +109,7 @@ def test_make_all_reports_missing_experiments(tmp_path):
     ("fig_two_stage", lambda: _rows(3, batch_size=4, width=16)),  # no diag_second_stage
 ])
 def test_rows_with_nothing_to_plot_give_no_figure_and_a_reason(tmp_path, capsys, name, rows):
-    from bench.rows import RowWriter, make_row
+    from bench.record.rows import RowWriter, make_row
 
     w = RowWriter(tmp_path / "raw" / name / "r.jsonl")
     for i, r in enumerate(rows()):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.rows import RowWriter, make_row
+from bench.record.rows import RowWriter, make_row
 from bench.tables import summarise, write_table
 
 
@@ -47,7 +47,7 @@ def test_any_setting_key_splits(tmp_path, key, value, label):
     _write(tmp_path, "b", 2, setting_hash="other", **{key: value})
     import pandas as pd
 
-    from bench.rows import read_rows
+    from bench.record.rows import read_rows
 
     res = summarise(pd.DataFrame(list(read_rows(sorted((tmp_path / "raw" / "table1").glob("*.jsonl"))))), "table1")
     assert len(res) == 2 and label in set(res["setting"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.tables import summarise, to_markdown, write_table
-from bench.tabular import decode, encode, random_guess_discrete_acc, tabular_quality
+from bench.scoring.tabular import decode, encode, random_guess_discrete_acc, tabular_quality
 from datasets import load_source, select_batch
 
 
