@@ -44,8 +44,8 @@ class SpearAttack:
             return
         raise AttackNotApplicable(
             f"layer {name!r} takes {mod.in_features} features, not the {spec.numel} input values: it "
-            "is not the model's first layer, so SPEAR recovers that layer's inputs (features), not "
-            f"images. For the features, use SpearAttack(layer={name!r}, features_only=True): "
+            "is not the first layer of the model, so SPEAR recovers that layer's inputs (features), "
+            f"not images. For the features, use SpearAttack(layer={name!r}, features_only=True): "
             "reconstruct() then returns them as rec.layer_inputs (one row per sample). For images "
             "from a CNN, use attacks.pipelines.SpearFiGeiping (feature inversion, then Geiping et "
             "al.; see docs/api.md). From the command line: attack.features_only=true or "

@@ -26,27 +26,49 @@ _REPORTERS = {
 
 
 # ---------------------------------------------------------------------- config-group options
-def group_options(group: str, conf: Path = CONF) -> list[str] | None:
-    """Options of config group ``group`` (e.g. ``attack``), or None when it is not one of ours."""
-    folder = conf / group
-    if group.startswith("hydra") or not folder.is_dir():
+def group_options(group: str, conf: Path = CONF, extra: tuple[Path, ...] = ()) -> list[str] | None:
+    """Options of config group ``group`` (e.g. ``attack``) in ``conf`` and the ``extra`` config
+    directories, or None when it is not one of ours."""
+    if group.startswith("hydra") or not (conf / group).is_dir():
         return None
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted({p.stem for folder in (conf, *extra) for p in (folder / group).glob("*.yaml")})
+
+
+def _extra_config_dirs(argv: list[str]) -> tuple[Path, ...] | None:
+    """Config directories the command line adds (``hydra.searchpath=[file://...]``,
+    ``--config-dir``); None when one cannot be listed (``pkg://``), so nothing is judged."""
+    dirs: list[Path] = []
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--config-dir", "-cd")):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            dirs.append(Path(value))
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            for entry in arg.split("=", 1)[1].strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    dirs.append(Path(entry[len("file://"):]))
+                elif entry:
+                    return None
+    return tuple(dirs)
 
 
 def unknown_option(argv: list[str], conf: Path = CONF) -> str | None:
     """An error message for the first ``group=value`` override whose value the group lacks.
 
-    Handles ``+group=``, ``group@package=`` and comma sweeps (``attack=spear,Geiping``); leaves
-    keys (``attack.layer=3``), deletions (``~group``), hydra's own groups and sweep functions
+    Handles ``+group=``, ``group@package=``, comma sweeps (``attack=spear,Geiping``) and config
+    directories added on the command line (``hydra.searchpath``, ``--config-dir``); leaves keys
+    (``attack.layer=3``), deletions (``~group``), hydra's own groups and sweep functions
     (``choice(...)``) to hydra.
     """
+    extra = _extra_config_dirs(argv)
+    if extra is None:
+        return None
     for arg in argv:
         if arg.startswith(("-", "~")) or "=" not in arg:
             continue
         key, _, value = arg.lstrip("+").partition("=")
         group = key.split("@", 1)[0]
-        options = group_options(group, conf) if "." not in group else None
+        options = group_options(group, conf, extra) if "." not in group else None
         if not options or "(" in value or "$" in value:
             continue
         for choice in value.split(","):

@@ -34,6 +34,16 @@ def test_unknown_option_suggests_the_closest():
                            "hydra/launcher=joblib", "dataset=mnist,cifar10"]) is None
 
 
+def test_options_of_added_config_directories_count(tmp_path):
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "tiny.yaml").write_text("# @package _global_\nprofile: tiny\n")
+    assert "did you mean quick?" not in (unknown_option(["profile=tiny"]) or "did you mean quick?")
+    assert unknown_option(["profile=tiny", f"hydra.searchpath=[file://{tmp_path}]"]) is None
+    assert unknown_option(["--config-dir", str(tmp_path), "profile=tiny"]) is None
+    assert "did you mean tiny?" in unknown_option(["profile=tin", f"hydra.searchpath=[file://{tmp_path}]"])
+    assert unknown_option(["profile=tin", "hydra.searchpath=[pkg://elsewhere.conf]"]) is None
+
+
 def test_mistyped_option_exits_2_with_a_suggestion(tmp_path):
     proc = _run(["attack=Spear"], tmp_path, timeout=60)
     assert proc.returncode == 2
