@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.labels import batch_size_from_rank
 from attacks.layers import linear_layer
 from attacks.progress import LoopMonitor, intra_op_threads
@@ -264,8 +264,9 @@ class CpaAttack:
         return None
 
     def recover_layer_inputs(self, obs: Observation, *, generator: torch.Generator | None = None,
-                             deadline: float | None = None) -> CpaResult:
+                             deadline: float | None = None, time_budget_s: float | None = None) -> CpaResult:
         """Inputs of the attacked layer (rows = samples); its name in ``diagnostics["attacked_layer"]``."""
+        deadline = resolve_deadline(deadline, time_budget_s)
         name, mod = linear_layer(obs.model, self.layer)
         wkey, bkey = f"{name}.weight", f"{name}.bias"
         if wkey not in obs.gradients:
@@ -281,7 +282,8 @@ class CpaAttack:
         return res
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
-                    deadline: float | None = None) -> Reconstruction:
+                    deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
+        deadline = resolve_deadline(deadline, time_budget_s)
         spec = obs.data_spec
         name, mod = linear_layer(obs.model, self.layer)
         if self._source_shape(mod, spec) is None:

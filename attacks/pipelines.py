@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.feature_inversion import FeatureInversion
 from attacks.geiping import GeipingAttack
 from attacks.layers import linear_layer
@@ -90,12 +90,18 @@ class FeaturePipeline:
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         if data_spec.kind != "image":
             raise AttackNotApplicable(f"{self.name} reconstructs images; the data is {data_spec.kind}")
-        self.stage1.prepare(model, data_spec)
+        # the first stage recovers features, not images: only its layer is checked here
+        check_layer = getattr(self.stage1, "prepare_layer", None)
+        if check_layer is not None:
+            check_layer(model)
+        else:
+            self.stage1.prepare(model, data_spec)
         if self.refine is not None and hasattr(self.refine, "prepare"):
             self.refine.prepare(model, data_spec)
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
-                    deadline: float | None = None) -> Reconstruction:
+                    deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
+        deadline = resolve_deadline(deadline, time_budget_s)
         with intra_op_threads(self.threads):
             return self._reconstruct(obs, generator, deadline)
 
