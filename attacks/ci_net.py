@@ -139,8 +139,10 @@ class CINetAttack:
     name: ClassVar[str] = "ci_net"
     requires: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, **kwargs):
+    def __init__(self, name: str | None = None, **kwargs):
         self.cfg = CINetConfig(**kwargs)
+        if name is not None:
+            self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
 
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         """Nothing to precompute: the generator's width depends on the batch size."""

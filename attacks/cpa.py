@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
-from attacks.feature_inversion import intra_op_threads
-from attacks.layers import linear_layer, numerical_rank
-from attacks.progress import LoopMonitor
+from attacks.labels import batch_size_from_rank
+from attacks.layers import linear_layer
+from attacks.progress import LoopMonitor, intra_op_threads
 from attacks.priors import total_variation
 
 _EPS = 1e-20
@@ -114,16 +114,6 @@ def resolve_sign_scale(S: Tensor, dW: Tensor, db: Tensor | None) -> tuple[Tensor
     if not torch.isfinite(c).all() or bool((c.abs() < 1e-30).any()):
         return None, None
     return S / c[:, None], c
-
-
-def estimate_batch_size(dW: Tensor) -> int:
-    """Numerical rank of the weight gradient (the number of samples when B < min(m, n))."""
-    rank = numerical_rank(torch.linalg.svdvals(dW.detach().double()), dW.dtype)
-    if rank == 0 or rank >= min(dW.shape):
-        raise AttackNotApplicable(
-            f"cannot read the batch size off a weight gradient of rank {rank} (shape "
-            f"{tuple(dW.shape)}): reveal it (threat.batch_size_known=true) or attack a wider layer")
-    return rank
 
 
 def cpa_core(dW: Tensor, db: Tensor | None, *, batch_size: int, source_shape: tuple[int, ...] | None,
@@ -249,9 +239,11 @@ class CpaAttack:
     name: ClassVar[str] = "cpa"
     requires: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, layer: str | None = None, **config):
+    def __init__(self, layer: str | None = None, name: str | None = None, **config):
         self.layer = layer
         self.config = CpaConfig(**config)
+        if name is not None:
+            self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
         if self.config.source not in ("auto", "image", "embedding"):
             raise ValueError(f"source must be auto, image or embedding, got {self.config.source!r}")
 
@@ -280,7 +272,8 @@ class CpaAttack:
         if wkey not in obs.gradients:
             raise AttackNotApplicable(f"observation lacks the gradient {wkey!r} of the attacked layer")
         with intra_op_threads(self.config.threads):
-            B = obs.batch_size if obs.batch_size is not None else estimate_batch_size(obs.gradients[wkey])
+            B = obs.batch_size if obs.batch_size is not None else batch_size_from_rank(
+                obs, layer=name, saturated_ok=False)[0]
         res = cpa_core(obs.gradients[wkey], obs.gradients.get(bkey), batch_size=B,
                        source_shape=self._source_shape(mod, obs.data_spec), config=self.config,
                        deadline=deadline)
@@ -310,4 +303,4 @@ class CpaAttack:
 
 
 __all__ = ["CpaAttack", "CpaConfig", "CpaResult", "cpa_core", "centre_and_whiten", "total_variation",
-           "resolve_sign_scale", "estimate_batch_size"]
+           "resolve_sign_scale"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.base import AttackNotApplicable, DataSpec
-from attacks.progress import LoopMonitor
+from attacks.progress import LoopMonitor, intra_op_threads
 from attacks.priors import total_variation
 
 
@@ -64,24 +63,6 @@ def layer_input_fn(model: nn.Module, layer: str):
         return z.reshape(z.shape[0], -1)
 
     return features
-
-
-@contextmanager
-def intra_op_threads(n: int | None):
-    """Run the block with ``n`` intra-op threads (None/0: leave PyTorch's setting), then restore.
-
-    The optimisation loops here run thousands of steps on small tensors; on a loaded 2-core machine
-    two threads made them 6-17x slower than one (synchronisation, not arithmetic, dominates).
-    """
-    if not n:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @dataclass

@@ -224,8 +224,10 @@ class GeipingAttack:
     name: ClassVar[str] = "geiping"
     requires: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, **kwargs):
+    def __init__(self, name: str | None = None, **kwargs):
         self.cfg = GeipingConfig(**kwargs)
+        if name is not None:
+            self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
 
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         """Nothing to precompute: everything depends on the observed gradient."""

@@ -61,9 +61,30 @@ def rank_layer(obs: Observation) -> str:
                if min(m.in_features, m.out_features) == cap)[2]
 
 
+def batch_size_of_rank(rank: int, shape: tuple[int, ...], *, saturated_ok: bool = False,
+                       what: str = "the weight gradient") -> int:
+    """The batch size that a weight gradient of numerical rank ``rank`` and shape (m, n) reveals.
+
+    ``dL/dW = dL/dZ · Aᵀ`` has rank ``B`` while ``B < min(m, n)``; at ``min(m, n)`` the rank is
+    saturated and only a lower bound (raises unless ``saturated_ok``); rank 0 reveals nothing. The
+    one place that reads a batch size off a rank (SPEAR's engine, CPA, Geiping via
+    :func:`batch_size_from_rank`).
+    """
+    cap = min(shape)
+    if rank <= 0:
+        raise AttackNotApplicable(f"{what} is zero; the batch reveals nothing")
+    if rank >= cap and not saturated_ok:
+        raise AttackNotApplicable(
+            f"{what} has full rank {rank} = min(m, n) = {cap}: the batch is not smaller than the "
+            "layer width, so its size cannot be read off the rank; reveal it "
+            "(threat.batch_size_known=true) or attack a wider layer")
+    return rank
+
+
 def batch_size_from_rank(obs: Observation, rel_tol: float | None = None,
-                         layer: str | None = None) -> tuple[int, dict]:
-    """Numerical rank of a linear layer's weight gradient (``layer``, default :func:`rank_layer`)."""
+                         layer: str | None = None, *, saturated_ok: bool = True) -> tuple[int, dict]:
+    """Numerical rank of a linear layer's weight gradient (``layer``, default :func:`rank_layer`)
+    as the batch size (:func:`batch_size_of_rank`), with where it came from."""
     name = layer or rank_layer(obs)
     key = f"{name}.weight"
     if key not in obs.gradients:
@@ -73,8 +94,7 @@ def batch_size_from_rank(obs: Observation, rel_tol: float | None = None,
     if not torch.isfinite(g).all():
         raise AttackNotApplicable(f"gradient {key!r} is not finite; cannot estimate the batch size")
     rank = numerical_rank(torch.linalg.svdvals(g), obs.gradients[key].dtype, rel_tol)
-    if rank == 0:
-        raise AttackNotApplicable(f"gradient {key!r} is zero; the batch reveals nothing")
+    rank = batch_size_of_rank(rank, tuple(g.shape), saturated_ok=saturated_ok, what=f"gradient {key!r}")
     cap = min(g.shape)
     return rank, {"batch_size_source": "rank" if rank < cap else "rank_saturated",
                   "batch_size_rank_cap": cap, "batch_size_rank_layer": name}
@@ -189,4 +209,4 @@ def assign_labels(obs: Observation, labels: Tensor, x: Tensor) -> tuple[Tensor, 
     return out, {"labels_assigned": "last_layer_lstsq"}
 
 
-__all__ = ["recover_labels", "assign_labels", "batch_size_from_rank", "last_linear", "first_linear"]
+__all__ = ["recover_labels", "assign_labels", "batch_size_from_rank", "batch_size_of_rank", "last_linear", "first_linear"]

@@ -270,8 +270,10 @@ class TabLeakAttack:
     # The dummy batch needs the batch size; labels are used when revealed, else their counts are recovered.
     requires: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
-    def __init__(self, **config):
+    def __init__(self, name: str | None = None, **config):
         self.config = TabLeakConfig(**config)
+        if name is not None:
+            self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
         if self.config.pooling not in ("median+softmax", "best"):
             raise ValueError(f"pooling must be 'median+softmax' or 'best', got {self.config.pooling!r}")
 

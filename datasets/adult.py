@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from attacks.base import DataSpec, FeatureBlock
-from datasets.registry import DatasetInfo, DatasetUnavailable, Source
+from datasets.source import DatasetInfo, DatasetUnavailable, Source
 
 # (name, categories or None for continuous), in the order of the UCI files' columns.
 SCHEMA: tuple[tuple[str, tuple[str, ...] | None], ...] = (

@@ -7,32 +7,14 @@ config allows it, and every batch says which it is (``data_source``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from attacks.base import DataSpec
-
-
-class DatasetUnavailable(FileNotFoundError):
-    """The dataset's files are missing and no stand-in is allowed; the message says how to get them."""
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    shape: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    num_classes: int
-    how_to_get: str  # printed when the files are missing
-
-    def spec(self) -> DataSpec:
-        return DataSpec(self.shape, self.mean, self.std, self.num_classes, "image")
-
+from datasets.adult import adult_source
+from datasets.source import DatasetInfo, DatasetUnavailable, Source
+from datasets.standins import picture_source
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -63,27 +45,7 @@ REGISTRY: dict[str, DatasetInfo] = {
 
 
 # Tabular datasets: loaded by their own module (datasets/adult.py), spec kind="tabular".
-TABULAR = {"adult": "datasets.adult:adult_source"}
-
-
-@dataclass
-class Source:
-    """A pool of samples: ``get(i)`` -> (C,H,W) float tensor in [0,1]; ``labels[i]``; ``ids[i]``."""
-
-    info: DatasetInfo
-    data_source: str  # "real" or "stand-in:<name>"
-    labels: np.ndarray
-    ids: list[str]
-    get: Callable[[int], torch.Tensor]
-    note: str = ""
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        x = torch.stack([self.get(int(i)) for i in indices])
-        y = torch.as_tensor(self.labels[list(indices)], dtype=torch.long)
-        return x, y, [self.ids[int(i)] for i in indices]
+TABULAR = {"adult": adult_source}
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -156,11 +118,7 @@ def load_source(name: str, root: str | None = None, allow_standin: bool = True,
     ``prefer="standin"`` skips the real data on purpose (tests, reproducible offline runs).
     """
     if name in TABULAR:  # tabular datasets have their own loader (schema, encoding, CSV checks)
-        import importlib
-
-        module, func = TABULAR[name].split(":")
-        loader = getattr(importlib.import_module(module), func)
-        return loader(root, allow_standin=allow_standin, prefer=prefer, standin=standin)
+        return TABULAR[name](root, allow_standin=allow_standin, prefer=prefer, standin=standin)
     if name not in REGISTRY:
         raise KeyError(f"unknown dataset {name!r}; known: {sorted(REGISTRY) + sorted(TABULAR)}")
     info = REGISTRY[name]
@@ -182,8 +140,6 @@ def load_source(name: str, root: str | None = None, allow_standin: bool = True,
             f"dataset {name!r} not found under {base.resolve()}: {info.how_to_get}. "
             f"Or allow the offline stand-in with dataset.allow_standin=true."
         )
-    from datasets.standins import picture_source
-
     return picture_source(info, **(standin or {}))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.registry import DatasetInfo, Source
+from datasets.source import DatasetInfo, Source
 
 PICTURES = (
     "astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "hubble",

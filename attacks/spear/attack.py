@@ -10,6 +10,7 @@ from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruct
 from attacks.layers import layer_gradients, linear_layer, relu_linear_layer
 from attacks.spear.config import DTYPE, SpearConfig
 from attacks.spear.engine import SpearResult, spear_core
+from attacks.spear.finders import FINDERS
 
 
 class SpearAttack:
@@ -18,16 +19,29 @@ class SpearAttack:
     name: ClassVar[str] = "spear"
     requires: ClassVar[frozenset[str]] = frozenset({"relu_linear_layer"})
 
-    # table labels of the finders that are methods of their own (rows' ``attack`` field)
-    NAMES: ClassVar[dict[str, str]] = {"dictionary": "spear-dictionary", "guided": "spear+geiping"}
-
-    def __init__(self, layer: str | None = None, features_only: bool = False, **config):
+    def __init__(self, layer: str | None = None, features_only: bool = False, guide=None,
+                 name: str | None = None, **config):
         self.layer = None if layer is None else str(layer)  # a sweep may pass attack.layer=1 as an int
         # features_only: when the attacked layer is not the first, return its recovered inputs
         # (features) as ``layer_inputs`` with no images instead of raising (the depth experiment)
         self.features_only = features_only
         self.config = SpearConfig(**config)
-        self.name = self.NAMES.get(self.config.search, "spear")
+        # guide: predicted pre-activations of the attacked layer for the guided finder, a callable
+        # ``guide(obs, layer_module, *, generator, deadline) -> (m × B' tensor, diagnostics)``
+        # (conf/attack/spear_geiping.yaml: attacks.pipelines.GeipingPrior)
+        needs_prior = getattr(FINDERS[self.config.search], "needs_prior", False)
+        if needs_prior and guide is None:
+            raise ValueError(f"attack.search={self.config.search!r} samples where a prior predicts "
+                             "inactive neurons: give attack.guide (e.g. {_target_: "
+                             "attacks.pipelines.GeipingPrior, iterations: 200}; "
+                             "conf/attack/spear_geiping.yaml)")
+        if guide is not None and not needs_prior:
+            users = [k for k, finder in FINDERS.items() if getattr(finder, "needs_prior", False)]
+            raise ValueError(f"attack.guide is used only by search={' or '.join(map(repr, users))}, "
+                             f"not search={self.config.search!r}: drop attack.guide")
+        self.guide = guide
+        if name is not None:
+            self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
 
     def prepare_layer(self, model: nn.Module) -> tuple[str, nn.Linear]:
         """The attacked layer, checked to feed a ReLU (what a pipeline's first stage needs)."""
@@ -66,12 +80,8 @@ class SpearAttack:
                 "the largest entries destroys the low-rank factorisation dL/dW = dL/dZ·Xᵀ that SPEAR "
                 "disaggregates")
         prior, guide_diag = None, {}
-        if self.config.search == "guided":  # SPEAR + Geiping: a short reconstruction as the prior
-            from attacks.spear.finders.guided import geiping_prior
-
-            prior, guide_diag = geiping_prior(
-                obs, mod, iterations=self.config.guide_iterations,
-                restarts=self.config.guide_restarts, generator=generator, deadline=deadline)
+        if self.guide is not None:  # e.g. SPEAR + Geiping: a short reconstruction as the prior
+            prior, guide_diag = self.guide(obs, mod, generator=generator, deadline=deadline)
         try:
             res = spear_core(
                 mod.weight,

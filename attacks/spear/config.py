@@ -1,15 +1,13 @@
-"""SPEAR's knobs (one place) and the tolerances derived from the client's dtype.
+"""SPEAR's knobs (one place); the tolerances derived from the client's dtype are in ``precision``.
 
 Defaults are documented, with their reasons, in ``conf/attack/spear.yaml``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import torch
-
-DTYPE = torch.float64
+from attacks.spear.finders import FINDERS
+from attacks.spear.precision import DTYPE, degenerate_ratio, dtype_tolerances  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -68,12 +66,10 @@ class SpearConfig:
     # template completion (l1 and dictionary finders; finders/templates.py): the missing samples
     # located inside their exact affine input set by fitting the found samples' ReLU patterns
     templates: bool = True
-    # guided finder (SPEAR + Geiping, finders/guided.py): Geiping iterations for the prior, rows
-    # drawn per proposal from one sample's predicted-inactive set (its most negative predicted
-    # pre-activations; guide_pool is the share of that set), the prior's restarts
-    guide_iterations: int = 200
+    # guided finder (SPEAR + Geiping, finders/guided.py; the prior itself is the attack's ``guide``):
+    # rows drawn per proposal from one sample's predicted-inactive set (its most negative predicted
+    # pre-activations; guide_pool is the share of that set)
     guide_pool: float = 0.6
-    guide_restarts: int = 1
     # every other guided call runs the dictionary finder (dict_* knobs) once something is found:
     # for true samples the prior does not cover (finders/guided.py)
     guide_dictionary: bool = True
@@ -98,9 +94,9 @@ class SpearConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.search not in ("sampling", "l1", "dictionary", "guided"):
-            raise ValueError(f"attack.search={self.search!r}: use 'sampling', 'l1', 'dictionary' "
-                             "or 'guided'")
+        if self.search not in FINDERS:  # the one check of the finder's name (finders/__init__.py)
+            raise ValueError(f"attack.search={self.search!r}: use one of "
+                             f"{', '.join(repr(k) for k in FINDERS)}")
         self.dict_rounds = tuple(float(r) for r in self.dict_rounds)
         if self.dict_starts < 1 or self.dict_iters < 0:
             raise ValueError("attack.dict_starts must be >= 1 and attack.dict_iters >= 0")
@@ -114,19 +110,3 @@ class SpearConfig:
             raise ValueError(f"attack.factorization={self.factorization!r}: use auto, svd or randomized")
         if self.l1_starts < 1 or self.l1_iters < 1 or self.l1_rows < 0 or self.l1_neighbours < 0 or not 0 <= self.l1_deflate <= 1:
             raise ValueError("attack.l1_starts and l1_iters must be >= 1, l1_rows and l1_neighbours >= 0, l1_deflate in [0, 1]")
-
-
-def dtype_tolerances(dtype: torch.dtype) -> tuple[float, float]:
-    """(zero_tol, residual_tol) for gradients computed in ``dtype``."""
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(DTYPE).eps
-    eps64 = torch.finfo(DTYPE).eps
-    eps = max(eps, eps64)
-    # zero_tol: 1.5e-7 for float64 clients, 100 eps (1.2e-5) for float32 ones
-    return max(100 * eps, 10 * math.sqrt(eps64)), 100 * math.sqrt(eps)
-
-
-def degenerate_ratio(zero_tol: float) -> float:
-    """Zero rows whose second-smallest singular value is below this share of the largest leave a
-    2-D null space (1.5e-4 for float64 clients; capped at 1e-2 for float32 ones, whose zero_tol
-    is already 3.5e-3)."""
-    return min(zero_tol * 1e3, 1e-2)

@@ -1,4 +1,4 @@
-"""SPEAR's engine: factorise, find directions, filter, select, scale, check.
+"""SPEAR's engine: factorise, find directions, filter, select, scale, check, finish.
 
 Dimitrov, Baader, Müller, Vechev, "SPEAR: Exact Gradient Inversion of Batches in Federated
 Learning", NeurIPS 2024 (arXiv 2403.03945). For ``Z = W X + b`` with ``X`` holding one column per
@@ -18,11 +18,15 @@ sample and ``Y = ReLU(Z)``:
 
 Everything runs in float64; randomness comes only from the caller's ``torch.Generator``. The
 search may run on a GPU (``device``); results come back on the CPU.
+
+:func:`spear_core` runs the steps in order: :func:`check_observation` (shapes, finite entries,
+width), :func:`factorise` (the factors, the batch size, the tolerances),
+:class:`~attacks.spear.search.DirectionSearch` (find directions, filter, select, check) and
+:func:`_finish` (the inputs and the status).
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -30,14 +34,15 @@ import torch
 from torch import Tensor
 
 from attacks.base import AttackNotApplicable
+from attacks.labels import batch_size_of_rank
 from attacks.layers import numerical_rank
 from attacks.spear.check import relative_residual
-from attacks.spear.config import DTYPE, SpearConfig, dtype_tolerances
+from attacks.spear.config import SpearConfig
 from attacks.spear.factorisation import low_rank_factors
-from attacks.spear.filtering import Candidates, refine, screen, zero_mask
 from attacks.spear.noise import estimate_noise, noise_tolerances
-from attacks.spear.finders import SearchState, make_finder
-from attacks.spear.selection import Trial, greedy_select, repair, scale_and_check
+from attacks.spear.precision import DTYPE, dtype_tolerances
+from attacks.spear.search import DirectionSearch, float64_rows, proposals_per_step  # noqa: F401
+from attacks.spear.selection import Trial
 
 
 @dataclass
@@ -55,24 +60,6 @@ def search_device(cfg: SpearConfig, like: Tensor) -> torch.device:
     if cfg.device == "auto":
         return like.device
     return torch.device(cfg.device)
-
-
-def proposals_per_step(cfg: SpearConfig, device: torch.device, m: int, B: int) -> int:
-    """Proposals evaluated together: the configured number, or sized to the device's memory
-    (the step's largest temporaries are K × m × B for the screen and K × (B−1) × B for the
-    null vectors; a quarter of the free memory is used, capped at 65 536)."""
-    if cfg.proposals_per_step:
-        return max(1, int(cfg.proposals_per_step))
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        per = 8 * (m * B + B * B + 2 * m) * 4
-        return int(max(1024, min(65536, free // 4 // per)))
-    return 4096
-
-
-def _float64_rows(t: Tensor, device: torch.device) -> Tensor:
-    """``t`` on ``device`` in float64 without a copy when it already is."""
-    return t.detach().to(device=device, dtype=DTYPE)
 
 
 def spear_core(
@@ -113,13 +100,37 @@ def spear_core(
 def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
            noise_std=None, prior=None) -> SpearResult:
     client_dtype = client_dtype or dW.dtype
-    ztol_d, restol_d = dtype_tolerances(client_dtype)
-    zero_tol = cfg.zero_tol if cfg.zero_tol is not None else ztol_d
-    res_tol = cfg.residual_tol if cfg.residual_tol is not None else restol_d
-
     dev = search_device(cfg, dW)
     dW, W = dW.detach(), W.detach()
-    b, db = _float64_rows(b, dev), _float64_rows(db, dev)
+    b, db = float64_rows(b, dev), float64_rows(db, dev)
+    diag: dict = {}
+    if not check_observation(W, b, dW, db, batch_size, cfg, dev, diag):
+        return SpearResult("failed", None, None, diag)
+    fac = factorise(dW, db, batch_size, cfg, client_dtype, noise_std, dev, diag)
+    if fac is None:
+        return SpearResult("failed", None, None, diag)
+    search = DirectionSearch(W, b, db, fac.L, fac.R, fac.row_norm, fac.live, fac.B, fac.zero_tol, cfg,
+                             generator, prior, dev, diag)
+    best = search.run(deadline)
+    diag["time_sampling_s"] = time.perf_counter() - t0
+    if hasattr(search.finder, "diagnostics"):
+        diag.update(search.finder.diagnostics())
+    if best is None:
+        stop = "the deadline" if diag["timed_out"] else f"the proposal cap ({cfg.max_proposals})"
+        B, found = fac.B, len(search.cands)
+        missing = "" if found >= B else f" ({B - found} samples' directions never found)"
+        diag["reason"] = (
+            f"no consistent choice of {B} directions: {found} distinct candidate directions "
+            f"found{missing}, none of the choices tried passed the a-posteriori check; stopped by "
+            f"{stop} after {search.proposals} proposals"
+        )
+        return SpearResult("failed", None, None, diag)
+    return _finish(best, search.Lc, fac.R.to("cpu"), dW, search.dbc, fac.res_tol, diag, fac.residual)
+
+
+def check_observation(W, b, dW, db, batch_size, cfg, dev, diag) -> bool:
+    """Shapes and finite entries of the layer's gradients, and a batch narrower than the layer
+    (raises AttackNotApplicable). False when the weight gradient is all zero (nothing to find)."""
     if dW.dim() != 2 or W.shape != dW.shape or db.shape != (dW.shape[0],) or b.shape != db.shape:
         raise AttackNotApplicable(
             f"the attacked layer's gradients do not match its parameters: weight {tuple(W.shape)} "
@@ -133,8 +144,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             "unusable; check the client's loss and learning rate"
         )
     m, n = dW.shape
-    diag: dict = {"layer_m": m, "layer_n": n, "second_stage": int(cfg.second_stage),
-                  "search": cfg.search, "device": str(dev)}
+    diag.update(layer_m=m, layer_n=n, second_stage=int(cfg.second_stage), search=cfg.search, device=str(dev))
     if batch_size is not None and batch_size >= min(m, n):
         raise AttackNotApplicable(
             f"batch size {batch_size} is not smaller than the layer's width min(m, n) = {min(m, n)}: "
@@ -142,8 +152,33 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         )
     if float(lo) == 0.0 == float(hi):
         diag["reason"] = "all-zero weight gradient: no sample activated the attacked layer"
-        return SpearResult("failed", None, None, diag)
+        return False
+    return True
 
+
+@dataclass
+class Factorised:
+    """What the factorisation leaves for the search: ``dL/dW ≈ L R`` with ``L = U_B √Σ_B`` (m × B)
+    and ``R = √Σ_B V_Bᵀ`` (B × n), ``L``'s row norms and live rows, and the tolerances."""
+
+    B: int
+    L: Tensor
+    R: Tensor
+    row_norm: Tensor
+    live: Tensor  # (m,) bool
+    zero_tol: float
+    res_tol: float
+    residual: float | None  # the factorisation's explicit residual (randomized path), else None
+
+
+def factorise(dW, db, batch_size, cfg, client_dtype, noise_std, dev, diag) -> Factorised | None:
+    """Low-rank factors of ``dW``, the batch size (stated, or the rank), the zero and residual
+    tolerances (from the client's dtype, raised to the noise floor when ``noise_aware``) and the
+    live rows of ``L``. None when the rank is below the stated batch size (status failed)."""
+    m, n = dW.shape
+    zero_tol_d, res_tol_d = dtype_tolerances(client_dtype)
+    zero_tol = cfg.zero_tol if cfg.zero_tol is not None else zero_tol_d
+    res_tol = cfg.residual_tol if cfg.residual_tol is not None else res_tol_d
     tf = time.perf_counter()
     fac = low_rank_factors(dW.to(dev) if dW.device != dev else dW, path=cfg.factorization,
                            client_dtype=client_dtype, rank_tol=cfg.rank_tol)
@@ -163,12 +198,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         diag.update(noise_std=nf.std, noise_source=nf.source, noise_edge=nf.edge)
     diag["rank"] = rank
     if batch_size is None:
-        if rank >= min(m, n):
-            raise AttackNotApplicable(
-                f"the weight gradient has full rank {rank} = min(m, n): the batch is not smaller "
-                "than the layer width, so its size cannot be inferred and SPEAR does not apply"
-            )
-        B = rank
+        B = batch_size_of_rank(rank, (m, n), what="the weight gradient")
     else:
         B = batch_size
         if rank > B:
@@ -179,7 +209,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
             )
         if rank < B:
             diag["reason"] = f"numerical rank {rank} < batch size {B} (duplicate or degenerate samples)"
-            return SpearResult("failed", None, None, diag)
+            return None
     diag["batch_size_est"] = B
     sqrtS = fac.S[:B].sqrt()
     L = fac.U[:, :B] * sqrtS  # m × B
@@ -192,178 +222,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
         live &= row_norm > tol["row_floor"]
         zero_tol, res_tol = max(zero_tol, tol["zero_tol"]), max(res_tol, tol["residual_tol"])
         diag.update(noise_zero_tol=zero_tol, noise_residual_tol=res_tol)
-    # mixture screen: leverage above which a proposal hinges on one row (from the final zero_tol)
-    fragile = None if not cfg.reject_mixtures else (
-        cfg.fragile_leverage if cfg.fragile_leverage is not None else 1.0 - max(1e-6, zero_tol))
-    del fac
-    live_idx = live.nonzero().squeeze(1)
-    m_live = int(live.sum())
-    diag["live_neurons"] = m_live
-    threshold = max(math.ceil(cfg.tau * m_live), B - 1 + cfg.min_extra_zeros)
-    diag["filter_threshold"] = threshold
-    diag.update(filter_tau=cfg.tau, filter_min_extra_zeros=cfg.min_extra_zeros)  # for the failure bound
-    if B > 1 and m_live < threshold + 1:
-        raise AttackNotApplicable(
-            f"only {m_live} of {m} neurons are live (active for some sample) for batch size {B}: a "
-            f"true direction needs at least {threshold} zero rows among them to pass the sparsity "
-            "filter, and the kernel of B−1 rows needs more rows than that; SPEAR needs a layer "
-            "markedly wider than the batch (attack a wider layer or a smaller batch)"
-        )
-    Ll = L[live_idx]
-    Ll_norm = row_norm[live_idx]
-
-    # Z = (W Rᵀ) Q⁻ᵀ + b for any candidate disaggregation Q; W Rᵀ over column chunks
-    WR = torch.zeros(m, B, dtype=DTYPE, device=dev)
-    step = 1 << 16
-    for j in range(0, n, step):
-        WR += _float64_rows(W[:, j:j + step], dev) @ R[:, j:j + step].T
-
-    # one direction up to the final zero tolerance: refits of one direction from different zero
-    # sets differ by an angle of about zero_tol, which matters on noisy updates (measured, CIFAR-10
-    # B=10 DP σ=1e-4: 1−|cos| up to 2.4e-6 between copies, distinct samples' |cos| <= 0.48; at the
-    # float dedup_cos each copy counted as a new candidate -- 1 817 of them -- and the selection
-    # chose several copies of one sample). Without noise: float64 clients keep dedup_cos; float32
-    # ones merge directions within 1.2e-4 rad (1−|cos| ≤ 7.2e-9), far below distinct samples'.
-    dedup = min(cfg.dedup_cos, 1.0 - 0.5 * (10 * zero_tol) ** 2)
-    diag["dedup_cos"] = dedup
-    cands = Candidates(B, dedup)
-    if generator.device != dev:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        gen = torch.Generator(device=dev).manual_seed(seed)
-    else:
-        gen = generator
-    K = proposals_per_step(cfg, dev, m_live, B)
-    diag["proposals_per_step"] = K
-    if prior is not None:
-        prior = prior.to(dev, DTYPE)[live_idx]
-    state = SearchState(Ll, Ll_norm, B, zero_tol, threshold, cands, gen, K, WR[live_idx], b[live_idx],
-                        live_idx, prior, db=db[live_idx])
-    finder = make_finder(cfg)
-    proposals = 0
-    last_tried = -1
-    degenerate = 0
-
-    bar = None
-    if cfg.progress and sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=B, desc=f"SPEAR b={B}", unit="dir", leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
-
-    # selection works on the CPU (B×B problems); L, WR, db, b there too
-    Lc, WRc, dbc, bc = (t.to("cpu") for t in (L, WR, db, b))
-    best: Trial | None = None
-    t_best = 0.0  # when `best` last lowered its violations (the stall rule's clock)
-    stage2_swaps = 0
-
-    def attempt():
-        nonlocal best, stage2_swaps, t_best
-        sel = greedy_select(cands, B, cfg.min_singular)
-        if sel is None:
-            return False
-        trial = scale_and_check(sel, cands.dirs, Lc, dbc, WRc, bc, zero_tol)
-        if trial is None:
-            return False
-        if trial.total > 0 and cfg.second_stage:
-            trial, swaps = repair(trial, cands, Lc, dbc, WRc, bc, zero_tol, cfg.min_singular)
-            stage2_swaps += swaps
-        if best is None or trial.total <= best.total:
-            if best is None or trial.total < best.total:
-                t_best = time.perf_counter()
-            best = trial
-            # the samples this choice got right: the completion finder builds on them when
-            # spurious candidates (mixtures) outnumber the missing samples
-            state.confirmed = [i for i, v in zip(trial.sel, trial.violations.tolist()) if v == 0]
-        return trial.total == 0
-
-    timed_out = stalled = False
-    attempt_time = 0.0
-    t_search = time.perf_counter()
-    while True:
-        if B == 1:
-            ones = torch.ones(1, dtype=DTYPE)
-            cands.add(ones, torch.ones(m_live, dtype=torch.bool), 0)
-        else:
-            q, cost = finder.propose(state)
-            # the last `certified` proposals carry an input-side certificate (finders/completion.py):
-            # exempt from the mixture screen, whose one-row test their kernels may fail
-            first_cert = len(q) - min(len(q), int(getattr(finder, "certified", 0) or 0))
-            if len(q):
-                zmask = zero_mask(Ll, Ll_norm, q, zero_tol)
-                passed = (zmask.sum(0) >= threshold).nonzero().squeeze(1)
-                # most proposals that pass re-find a known direction: count them, skip the refit
-                passed = passed[~cands.count_known(q[passed])]
-                if len(passed):
-                    keep = screen(Ll, zmask[:, passed], zero_tol, fragile)
-                    cert = passed >= first_cert
-                    if bool(cert.any()):
-                        keep[cert] = screen(Ll, zmask[:, passed[cert]], zero_tol, None)
-                    degenerate += int((~keep).sum())
-                    passed = passed[keep]
-                for k in passed.tolist():
-                    qr = refine(Ll, zmask[:, k], zero_tol, None if k >= first_cert else fragile)
-                    if qr is None:
-                        degenerate += 1
-                        continue
-                    zr = zero_mask(Ll, Ll_norm, qr[None], zero_tol)[:, 0]
-                    if int(zr.sum()) >= threshold and cands.add(qr, zr.cpu(), proposals + k):
-                        if bar is not None:
-                            bar.update(min(1, B - bar.n))
-            proposals += cost
-        # Selection is retried when new candidates arrived, but never allowed to cost more time
-        # than the search itself (with correlated inputs, mixtures of directions keep arriving).
-        search_time = time.perf_counter() - t_search - attempt_time
-        if len(cands) >= B and len(cands) != last_tried and (attempt_time <= search_time or B == 1):
-            last_tried = len(cands)
-            ta = time.perf_counter()
-            ok = attempt()
-            attempt_time += time.perf_counter() - ta
-            if ok:
-                diag["proposals_to_success"] = proposals
-                break
-        if cfg.max_proposals is not None and proposals >= cfg.max_proposals:
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            timed_out = True
-            break
-        # stall rule: the only doubts left are sub-tolerance gradients through active neurons
-        # (a true float32 answer can look like that; check.py) and nothing better came for stall_s
-        if (cfg.stall_s is not None and best is not None and best.hard_total == 0
-                and time.perf_counter() - t_best >= cfg.stall_s):
-            stalled = True
-            break
-        if B == 1:
-            break
-    if bar is not None:
-        bar.close()
-    if "proposals_to_success" not in diag and len(cands) >= B and len(cands) != last_tried:
-        if attempt():  # the last candidates found before the cap/deadline get their chance
-            diag["proposals_to_success"] = proposals
-
-    diag.update(
-        proposals=proposals,
-        candidates=len(cands),
-        degenerate_proposals=degenerate,
-        stage2_swaps=stage2_swaps,
-        timed_out=int(timed_out),
-        stalled=int(stalled),
-        time_search_s=time.perf_counter() - t_search,
-        time_sampling_s=time.perf_counter() - t0,
-    )
-    if hasattr(finder, "diagnostics"):
-        diag.update(finder.diagnostics())
-    if best is None:
-        stop = "the deadline" if timed_out else f"the proposal cap ({cfg.max_proposals})"
-        missing = "" if len(cands) >= B else f" ({B - len(cands)} samples' directions never found)"
-        diag["reason"] = (
-            f"no consistent choice of {B} directions: {len(cands)} distinct candidate directions "
-            f"found{missing}, none of the choices tried passed the a-posteriori check; stopped by "
-            f"{stop} after {proposals} proposals"
-        )
-        return SpearResult("failed", None, None, diag)
-    return _finish(best, Lc, R.to("cpu"), dW, dbc, res_tol, diag, fac_residual)
+    return Factorised(B, L, R, row_norm, live, zero_tol, res_tol, fac_residual)
 
 
 def _finish(trial: Trial, L, R, dW, db, res_tol, diag, fac_residual=None) -> SpearResult:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from attacks.layers import numerical_rank
-from attacks.spear.config import DTYPE
+from attacks.spear.precision import DTYPE
 
 CHUNK = 1 << 14  # columns of dW per pass step (temporaries m × CHUNK stay in cache: 1.5× faster than 2^16)
 SMALL = 4_000_000  # auto: entries up to which a full SVD is cheapest

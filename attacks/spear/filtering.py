@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.config import DTYPE, degenerate_ratio
+from attacks.spear.precision import DTYPE, degenerate_ratio
 
 
 def null_vectors(LA: Tensor) -> tuple[Tensor, Tensor]:

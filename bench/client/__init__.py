@@ -8,143 +8,91 @@ Steps, one module each:
 * :mod:`.flower` -- the same FedAvg update from a real Flower ``NumPyClient``;
 * :mod:`.defenses` -- top-p pruning and k-bit quantisation of the update.
 
-:func:`client_update` applies the configured defense (``conf/defense/*.yaml``) and returns what the
-server attacks (``gradients``, in gradient units where the threat model allows the conversion),
-what it knows about the update (``client_steps``, ``update_meta``, for the ``Observation``) and
-the row fields that record the defense (``defense_*``, ``update_norm``, ``dp_epsilon``).
+Each defense is an entry of the config group ``conf/defense/``: its ``_target_`` names its update
+function in :mod:`.updates`, its other keys are that function's knobs, ``name`` is the row's
+``defense`` label. :func:`client_update` instantiates the entry (hydra ``instantiate``, partially)
+and returns what the server attacks (``gradients``, in gradient units where the threat model
+allows the conversion), what it knows about the update (``client_steps``, ``update_meta``, for the
+``Observation``) and the row fields that record the defense (``defense_*``, ``update_norm``,
+``dp_epsilon``).
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import inspect
+from pathlib import Path
 from typing import Mapping
 
-import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from bench.client.fedsgd import LOSSES, LinearFactor, cross_entropy, fedsgd_gradient, fedsgd_gradient_factored
+from bench.client.updates import ClientUpdate, update_norm
 
-_fedsgd_gradient = fedsgd_gradient
-
-DEFENSES = ("none", "dp_sgd", "fedavg", "aggregate", "prune", "quantize")
-
-
-@dataclass
-class ClientUpdate:
-    gradients: dict[str, Tensor]          # what the attack gets (gradient units when known)
-    client_steps: int = 1
-    update_meta: dict[str, float] = field(default_factory=dict)
-    row: dict = field(default_factory=dict)
+DEFENSE_DIR = Path(__file__).resolve().parents[2] / "conf" / "defense"
+DEFENSES = tuple(sorted(p.stem for p in DEFENSE_DIR.glob("*.yaml")))
 
 
-def _plain(cfg) -> dict:
-    if cfg is None:
-        return {"name": "none"}
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    from omegaconf import OmegaConf  # a DictConfig
+def defense_config(defense) -> dict:
+    """The defense as a plain dict with its ``_target_``.
 
-    return OmegaConf.to_container(cfg, resolve=True)
+    A config node composed by hydra (``defense=dp_sgd defense.clip=0.5``) already has it; a dict
+    without one (Python use: ``{"name": "dp_sgd", "clip": 0.5}``) is the group's entry
+    ``conf/defense/<name>.yaml`` with the given keys on top, as hydra would compose it.
+    """
+    if defense is None:
+        d = {"name": "none"}
+    elif isinstance(defense, Mapping):
+        d = dict(defense)
+    else:
+        d = OmegaConf.to_container(defense, resolve=True)
+    if "_target_" not in d:
+        name = d.get("name", "none")
+        path = DEFENSE_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise ValueError(f"defense.name={name!r} is not a defense; choose one of {', '.join(DEFENSES)} "
+                             f"(conf/defense/*.yaml), or give its update function as defense._target_")
+        d = {**OmegaConf.to_container(OmegaConf.load(path), resolve=True), **d}
+    return d
 
 
-def update_norm(update: Mapping[str, Tensor]) -> float:
-    """L2 norm of the whole update, accumulated in float64 without update-sized temporaries."""
-    return float(math.sqrt(sum(float(torch.linalg.vector_norm(g, dtype=torch.float64)) ** 2
-                               for g in update.values())))
+def make_defense(defense):
+    """The configured update function with its knobs bound (hydra ``instantiate``, partial), and the
+    row fields that record the knobs (``defense_<knob>``)."""
+    d = defense_config(defense)
+    knobs = {k: v for k, v in d.items() if k != "name" and not k.startswith("_")}
+    update = instantiate({"_target_": d["_target_"], **knobs}, _partial_=True)
+    accepted = inspect.signature(update.func).parameters
+    unknown = [k for k in knobs if k not in accepted]
+    if unknown:
+        own = [k for k, p in accepted.items() if p.kind == p.KEYWORD_ONLY and k not in ("seed", "gradient_fn")]
+        raise ValueError(f"defense.{unknown[0]} is not a knob of defense {d.get('name')!r} ({d['_target_']}); "
+                         f"its knobs: {', '.join(own) or 'none'}")
+    row = {f"defense_{k}": v for k, v in knobs.items() if not isinstance(v, (dict, list))}
+    return update, row
 
 
 def samples_per_update(defense, batch_size: int) -> int:
-    """Samples behind one observed update: ``clients × B`` under secure aggregation, else ``B``."""
-    d = _plain(defense)
-    return int(batch_size) * int(d.get("clients", 1)) if d.get("name") == "aggregate" else int(batch_size)
+    """Samples behind one observed update: ``clients × B`` when the defense sums ``clients``
+    clients' updates (secure aggregation), else ``B``."""
+    return int(batch_size) * int(defense_config(defense).get("clients", 1))
 
 
 def client_update(defense, model: nn.Module, inputs: Tensor, labels: Tensor, loss_fn=cross_entropy,
                   *, seed: int = 0, gradient_fn=None) -> ClientUpdate:
-    """The update the server sees for ``inputs`` under ``defense`` (a dict or DictConfig).
+    """The update the server sees for ``inputs`` under ``defense`` (a config node, or a dict naming
+    a defense of ``conf/defense``).
 
     ``gradient_fn`` (default :func:`fedsgd_gradient`) computes one batch's gradient for the
     FedSGD-based defenses (none, aggregate, prune, quantize); the runner passes its own name for it
     so that tests can stand in a faulty client.
     """
-    fedsgd_gradient = gradient_fn or _fedsgd_gradient
-    d = _plain(defense)
-    name = d.get("name", "none")
-    knows = bool(d.get("server_knows", True))
-    params = {k: v for k, v in d.items() if k not in ("name",) and not isinstance(v, (dict, list))}
-    row = {f"defense_{k}": v for k, v in params.items()}
-    meta: dict[str, float] = {}
-    steps = 1
-    B = int(inputs.shape[0])
-    if name == "none":
-        grads, _ = fedsgd_gradient(model, inputs, labels, loss_fn)
-        sent = grads
-    elif name == "dp_sgd":
-        from bench.client.dp import dp_epsilon, dp_sgd_gradient
-
-        gen = torch.Generator().manual_seed(int(seed))
-        sigma, clip = float(d.get("noise_multiplier", 0.0)), float(d.get("clip", 1.0))
-        grads, info = dp_sgd_gradient(model, inputs, labels, loss_fn, clip=clip, noise_multiplier=sigma,
-                                      generator=gen)
-        sent = grads
-        q = float(d["sample_rate"]) if d.get("sample_rate") else B / float(d.get("dataset_size", 50_000))
-        delta = float(d.get("delta", 1e-5))
-        row.update(info)
-        row.update(dp_epsilon=dp_epsilon(sigma, q, int(d.get("rounds", 1)), delta), dp_delta=delta,
-                   dp_sample_rate=q)
-        if knows:
-            meta.update(noise_std=info["noise_std"], dp_clip=clip, dp_noise_multiplier=sigma)
-    elif name == "fedavg":
-        from bench.client.fedavg import fedavg_update, update_as_gradient
-
-        lb = int(d.get("local_batch") or B)
-        kw = dict(epochs=int(d.get("epochs", 1)), local_batch=lb, lr=float(d["lr"]),
-                  shuffle=bool(d.get("shuffle", False)), seed=int(seed))
-        if d.get("client", "harness") == "flower":
-            from bench.client.flower import flower_update
-
-            delta_w, steps = flower_update(model, inputs, labels, loss_fn, **kw)
-        elif d.get("client", "harness") == "harness":
-            delta_w, steps = fedavg_update(model, inputs, labels, loss_fn, **kw)
-        else:
-            raise ValueError(f"defense.client={d.get('client')!r}: use harness or flower")
-        sent = delta_w
-        grads = update_as_gradient(delta_w, lr=kw["lr"] if knows else None, steps=steps)
-        meta.update(update_is_weight_delta=1.0, gradient_scaled=1.0 if knows else 0.0)
-        if knows:
-            meta.update(lr=kw["lr"], local_epochs=float(kw["epochs"]), local_batch=float(lb),
-                        local_steps=float(steps))
-        row["defense_local_batch"] = lb
-    elif name == "aggregate":
-        K = int(d.get("clients", 1))
-        if B % K:
-            raise ValueError(f"aggregate: {B} samples do not split over {K} clients")
-        per = B // K
-        parts = [fedsgd_gradient(model, inputs[k * per:(k + 1) * per], labels[k * per:(k + 1) * per],
-                                 loss_fn)[0] for k in range(K)]
-        sent = {n: sum(p[n] for p in parts) for n in parts[0]}
-        # the number of clients is public under secure aggregation: the mean of K equal-size means
-        # is the gradient of one batch of K·B samples
-        grads = {n: g / K for n, g in sent.items()}
-        meta.update(aggregated_clients=float(K))
-    elif name in ("prune", "quantize"):
-        from bench.client import defenses
-
-        plain, _ = fedsgd_gradient(model, inputs, labels, loss_fn)
-        if name == "prune":
-            sent = defenses.prune(plain, float(d.get("keep", 0.1)))
-            if knows:
-                meta.update(prune_keep=float(d.get("keep", 0.1)))
-        else:
-            sent = defenses.quantize(plain, int(d.get("bits", 8)))
-            if knows:
-                meta.update(quantize_bits=float(d.get("bits", 8)))
-        grads = sent
-    else:
-        raise ValueError(f"defense.name={name!r}: choose one of {', '.join(DEFENSES)}")
-    row["update_norm"] = update_norm(sent)
-    return ClientUpdate({n: g.detach() for n, g in grads.items()}, steps, meta, row)
+    update, row = make_defense(defense)
+    upd = update(model, inputs, labels, loss_fn, seed=seed, gradient_fn=gradient_fn or fedsgd_gradient)
+    upd.row = {**row, **upd.row}
+    return upd
 
 
 __all__ = ["LOSSES", "cross_entropy", "fedsgd_gradient", "fedsgd_gradient_factored", "LinearFactor",
-           "client_update", "ClientUpdate", "samples_per_update", "update_norm", "DEFENSES"]
+           "client_update", "ClientUpdate", "samples_per_update", "update_norm", "DEFENSES",
+           "defense_config", "make_defense"]

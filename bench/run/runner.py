@@ -19,15 +19,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
-from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored, samples_per_update
-from bench.client.batches import homogeneous_batch
+from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored
+from bench.client.batches import select_update_batch
 from bench.run.config_check import ConfigError, validate_config
 from bench.run.console import width_warning
 from bench.scoring.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
 from bench.run.models import build_model, weights_state
 from bench.run.provenance import provenance, resolve_device
 from bench.record.rows import RowWriter, config_hash, make_row
-from datasets import load_source, select_batch
+from datasets import load_source
 
 # Config keys that change results; everything else (paths, logger, hydra) does not.
 SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size", "seed", "dtype",
@@ -242,15 +242,19 @@ class Runner:
         }
         return self._setting_cache
 
+    def batch_indices(self, batch_index: int) -> list[int]:
+        """The samples behind batch ``batch_index``'s update (K·B under secure aggregation, one
+        class for label-homogeneous batches): the same selection for the run and the resume check."""
+        cfg = self.cfg
+        return select_update_batch(self.source.labels, cfg.defense, int(cfg.batch_size), seed=int(cfg.seed),
+                                   batch_index=batch_index, balanced=bool(cfg.dataset.balanced),
+                                   homogeneous=bool(cfg.dataset.get("label_homogeneous")))
+
     def run_batch(self, batch_index: int) -> dict:
         cfg = self.cfg
-        B = samples_per_update(cfg.defense, int(cfg.batch_size))  # K·B under secure aggregation
         homogeneous = cfg.dataset.get("label_homogeneous")
-        if homogeneous:
-            idx = homogeneous_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index)
-        else:
-            idx = select_batch(self.source.labels, B, seed=int(cfg.seed), batch_index=batch_index,
-                               balanced=bool(cfg.dataset.balanced))
+        idx = self.batch_indices(batch_index)
+        B = len(idx)  # K·B under secure aggregation
         ids = [self.source.ids[int(i)] for i in idx]
         row = dict(self._setting(), batch_index=batch_index, sample_ids=ids,
                    true_labels=[int(self.source.labels[int(i)]) for i in idx], **provenance(self.device))
@@ -376,9 +380,7 @@ class Runner:
     # ------------------------------------------------------------------ the run
     def _fingerprint(self, batch_index: int) -> str | None:
         try:
-            idx = select_batch(self.source.labels, int(self.cfg.batch_size), seed=int(self.cfg.seed),
-                               batch_index=batch_index, balanced=bool(self.cfg.dataset.balanced))
-            x01, y, _ = self.source.batch(idx)
+            x01, y, _ = self.source.batch(self.batch_indices(batch_index))
         except Exception:
             return None
         return batch_fingerprint(x01, y)

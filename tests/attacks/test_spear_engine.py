@@ -17,7 +17,7 @@ from attacks.spear.filtering import Candidates
 from attacks.spear.finders import SearchState
 from attacks.spear.finders.l1 import L1Search, round_to_proposals
 from bench.scoring.metrics import image_quality
-from tests.helpers import observe, paper_fcnn, real_batch
+from tests.helpers import FakeClock, observe, paper_fcnn, real_batch
 
 
 def _noisy_low_rank(m, n, r, dtype, seed, noise=None):
@@ -389,17 +389,20 @@ def test_sign_violations_split_hard_from_soft_doubts():
     assert int(hard.sum()) > 0
 
 
-def test_stall_rule_stops_on_a_true_answer_with_only_soft_doubts():
+def test_stall_rule_stops_on_a_true_answer_with_only_soft_doubts(monkeypatch):
     """Without the rule the search runs to its deadline; with it, it stops after stall_s with the
-    same (exact) inputs, status partial and the reason stated."""
-    import time
-
+    same (exact) inputs, status partial and the reason stated. The clocks are fake ones that
+    advance with every read (tests/helpers.py): the deadline clock (read once per search step)
+    passes the deadline on the third step, the stall rule's clock after two reads past the best
+    choice, whatever the machine's load."""
     W, b, dW, db, X, _ = _layer_with_a_sub_tolerance_gradient()
     out = {}
     for stall in (None, 0.5):
-        t0 = time.monotonic()
+        deadline_clock = FakeClock(step=1.0).install(monkeypatch, "monotonic")
+        FakeClock(step=0.25).install(monkeypatch, "perf_counter")
         out[stall] = spear_core(W, b, dW, db, batch_size=None, generator=torch.Generator().manual_seed(0),
-                                config=SpearConfig(progress=False, stall_s=stall), deadline=t0 + 4.0)
+                                config=SpearConfig(progress=False, stall_s=stall),
+                                deadline=deadline_clock() + 3.0)
     slow, fast = out[None], out[0.5]
     assert slow.diagnostics["timed_out"] == 1 and slow.diagnostics["stalled"] == 0
     assert fast.diagnostics["stalled"] == 1 and fast.diagnostics["timed_out"] == 0

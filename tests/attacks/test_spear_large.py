@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from attacks.pipelines import GeipingPrior
 from attacks.spear import SpearAttack, SpearConfig
 from attacks.spear.filtering import Candidates, refine, zero_mask
-from attacks.spear.finders import SearchState, make_finder
+from attacks.spear.finders import FINDERS, SearchState, make_finder
 from attacks.spear.finders.dictionary import DictionaryLearning, l1_sphere, null_space_round
 from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
@@ -81,13 +82,27 @@ def test_dictionary_finder_is_registered_and_seeded():
         SpearConfig(search="nope")
 
 
+def test_finders_are_one_table_and_the_guide_is_given_not_imported():
+    """Every name SpearConfig accepts is a FINDERS entry built from the config; the guided finder
+    needs a guide (a prior of pre-activations) passed in, every other finder refuses one."""
+    for name, cls in FINDERS.items():
+        assert type(make_finder(SpearConfig(search=name))) is cls
+    with pytest.raises(ValueError, match="'l1', 'sampling', 'dictionary', 'guided'"):
+        SpearConfig(search="magic")
+    with pytest.raises(ValueError, match="attack.guide"):
+        SpearAttack(search="guided")
+    with pytest.raises(ValueError, match="drop attack.guide"):
+        SpearAttack(search="l1", guide=GeipingPrior())
+    assert SpearAttack(search="guided", guide=GeipingPrior(iterations=7)).guide.iterations == 7
+
+
 @pytest.mark.slow  # ~2.5 min on the shared 2-core CPU
 def test_dictionary_finder_exact_on_real_pictures():
     """b = 24 at width 400, CIFAR-10-size crops: uniform sampling would need ~2^23 H_24 = 3e7
     proposals; the dictionary finder gets the whole batch exactly."""
     spec, x01, y = real_batch("cifar10", 24, seed=3)
     obs = observe(paper_fcnn(spec, width=400, seed=3), spec, x01, y)
-    attack = SpearAttack(search="dictionary", progress=False, max_proposals=200_000)
+    attack = SpearAttack(search="dictionary", progress=False, max_proposals=200_000, name="spear-dictionary")
     assert attack.name == "spear-dictionary"
     rec = attack.reconstruct(obs, generator=torch.Generator().manual_seed(0))
     assert rec.status == "ok", rec.diagnostics
@@ -106,8 +121,9 @@ def test_geiping_guided_beats_uniform_sampling_cap():
     # sample uncovered and the batch is not completed within the cap (see finders/guided.py)
     spec, x01, y = real_batch("cifar10", B, seed=2)
     obs = observe(paper_fcnn(spec, width=200, seed=2), spec, x01, y)
-    guided = SpearAttack(search="guided", guide_iterations=200, progress=False, max_proposals=cap)
-    assert guided.name == "spear+geiping"
+    guided = SpearAttack(search="guided", guide=GeipingPrior(iterations=200), progress=False,
+                         max_proposals=cap)
+    assert guided.name == "spear"  # the class default; rows take the label from the yaml's name
     rec = guided.reconstruct(obs, generator=torch.Generator().manual_seed(0))
     assert rec.status == "ok", rec.diagnostics
     assert rec.diagnostics["proposals"] <= cap

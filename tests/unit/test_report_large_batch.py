@@ -13,7 +13,7 @@ from bench.record.rows import make_row
 
 def _rows():
     rows = []
-    for attack, ok in (("spear", False), ("spear-dictionary", True), ("spear+geiping", True)):
+    for attack, ok in (("spear-uniform", False), ("spear-dictionary", True), ("spear+geiping", True)):
         for i in range(2):
             rows.append(make_row(experiment="large_batch", profile="quick", batch_index=i,
                                  config_hash=f"{attack}-64", attack=attack, width=1000, batch_size=64,
@@ -30,15 +30,15 @@ def test_large_batch_table_and_figure(tmp_path):
     raw.mkdir(parents=True)
     (raw / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     res = summary(pd.DataFrame(rows))
-    assert set(res["method"]) == {"spear", "spear-dictionary", "spear+geiping"}
+    assert set(res["method"]) == {"spear-uniform", "spear-dictionary", "spear+geiping"}
     assert res.set_index("method").loc["spear-dictionary", "acc"] == 2
-    assert res.set_index("method").loc["spear", "acc_pct"] == 0.0
+    assert res.set_index("method").loc["spear-uniform", "acc_pct"] == 0.0
     assert any("b=64, width 1000" in n and "2/2" in n for n in target_notes(res))
     assert round(wall(1000)) == 63
     assert main(["--experiment", "large_batch", "--profile", "quick", "--results", str(tmp_path)]) == 0
     md, png = tmp_path / "tables" / "large_batch.md", tmp_path / "figures" / "fig_large_batch.png"
     assert md.exists() and png.exists() and png.with_suffix(".pdf").exists()
-    assert "spear-dictionary" in md.read_text()
+    assert "spear-dictionary" in md.read_text() and "spear-uniform" in md.read_text()
 
 
 def test_acc_and_certified_part_where_the_certificate_declines(tmp_path):

@@ -43,7 +43,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState
+from attacks.spear.finders.state import SearchState
 
 
 def completion_proposals(state: SearchState, max_missing: int = 2,

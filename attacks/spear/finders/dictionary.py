@@ -41,7 +41,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState, rows_from_found
+from attacks.spear.finders.state import SearchState, rows_from_found
+from attacks.spear.finders.templates import InputSide
 
 
 def l1_sphere(U: Tensor, Q: Tensor, iters: int, step: float, decay: float) -> Tensor:
@@ -99,14 +100,18 @@ class DictionaryLearning:
         self.deflate = deflate
         self.certified = 0  # completion proposals at the end of the last batch (engine: no mixture screen)
         self.local_dim, self.local_starts = local_dim, local_starts
-        from attacks.spear.finders.templates import InputSide
-
         self.input_side = InputSide(templates)
         self._L: Tensor | None = None
         self.calls = 0
         self.iterations = 0  # subgradient iterations × starts, for the diagnostics
         self.found_by = {"global": 0, "neighbour": 0}
         self._last = ("global", 0)
+
+    @classmethod
+    def from_config(cls, cfg) -> "DictionaryLearning":
+        """With the ``dict_*`` knobs (alone, or as the guided finder's helper)."""
+        return cls(cfg.dict_starts, cfg.dict_iters, cfg.dict_step, cfg.dict_decay, cfg.dict_rounds,
+                   cfg.dict_deflate, cfg.dict_local_dim, cfg.dict_local_starts, cfg.templates)
 
     def _setup(self, state: SearchState) -> None:
         L = state.L

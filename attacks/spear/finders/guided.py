@@ -1,9 +1,12 @@
-"""Geiping-guided SPEAR (Dimitrov et al., NeurIPS 2024, arXiv 2403.03945, its
-large-batch experiment): a rough optimisation-based reconstruction x̂ (Geiping et al., "Inverting Gradients",
-NeurIPS 2020; :mod:`attacks.geiping`) predicts each sample's pre-activations ``ẑ = W x̂ + b`` at
-the attacked layer. The most negative entries of a sample's ``ẑ`` are its likely-inactive neurons;
-SPEAR's B−1 rows are drawn from that predicted set, so a proposal concentrates on one sample and
-hits its direction with probability ``precision^(B−1)`` instead of ``2^−(B−1)``.
+"""Geiping-guided SPEAR (Dimitrov et al., "SPEAR: Exact Gradient Inversion of Batches in Federated
+Learning", NeurIPS 2024, arXiv 2403.03945, the large-batch experiment): a rough optimisation-based
+reconstruction x̂ (Geiping et al., "Inverting Gradients", NeurIPS 2020) predicts each sample's
+pre-activations ``ẑ = W x̂ + b`` at the attacked layer. The prediction (``state.prior``) comes from
+the attack's ``guide`` (``SpearAttack(guide=...)``; ``attacks.pipelines.GeipingPrior`` runs
+Geiping's attack for it), so this finder never imports another attack. The most negative entries
+of a sample's ``ẑ`` are its likely-inactive neurons; SPEAR's B−1 rows are drawn from that
+predicted set, so a proposal concentrates on one sample and hits its direction with probability
+``precision^(B−1)`` instead of ``2^−(B−1)``.
 
 The prior only decides *where to sample*: every proposal goes through SPEAR's own sparsity filter,
 selection, bias-gradient scales and a-posteriori sign check (:mod:`attacks.spear.engine`), so a bad
@@ -12,48 +15,14 @@ good reconstructions; only their inactive sets matter.
 """
 from __future__ import annotations
 
-import time
+from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from attacks.spear.config import DTYPE
 from attacks.spear.filtering import null_vectors
-from attacks.spear.finders import SearchState, draw_rows, sample_rows
-
-
-def geiping_prior(obs, layer: nn.Module, *, iterations: int, restarts: int,
-                  generator: torch.Generator, deadline: float | None = None) -> tuple[Tensor, dict]:
-    """Predicted pre-activations (m × B') of ``layer`` for a short Geiping reconstruction of
-    ``obs``; the layer's inputs are read by a forward hook, so any layer of the model works."""
-    from attacks.base import AttackNotApplicable
-    from attacks.geiping import GeipingAttack
-
-    t0 = time.perf_counter()
-    geiping = GeipingAttack(max_iterations=iterations, restarts=restarts, progress=False, threads=None)
-    try:
-        geiping.prepare(obs.model, obs.data_spec)
-        rec = geiping.reconstruct(obs, generator=generator, deadline=deadline)
-    except AttackNotApplicable as exc:  # no prior: the guided finder samples uniformly
-        return torch.empty(layer.weight.shape[0], 0, dtype=DTYPE), {
-            "guide_time_s": time.perf_counter() - t0, "guide_status": f"not applicable: {exc}"[:200]}
-    diag = {"guide_time_s": time.perf_counter() - t0, "guide_status": rec.status,
-            "guide_iterations": iterations}
-    if rec.inputs.shape[0] == 0:
-        return torch.empty(layer.weight.shape[0], 0, dtype=DTYPE), diag
-    seen: list[Tensor] = []
-    hook = layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
-    try:
-        with torch.no_grad():
-            p = next(obs.model.parameters())
-            obs.model(rec.inputs.to(p.device, p.dtype))
-    finally:
-        hook.remove()
-    a = seen[0].flatten(1).to(DTYPE)  # B' × n
-    z = layer.weight.detach().to(DTYPE) @ a.T.to(layer.weight.device)
-    if layer.bias is not None:
-        z = z + layer.bias.detach().to(DTYPE)[:, None]
-    return z.cpu(), diag
+from attacks.spear.finders.dictionary import DictionaryLearning
+from attacks.spear.finders.state import SearchState, draw_rows, sample_rows
 
 
 class GuidedSampler:
@@ -67,11 +36,17 @@ class GuidedSampler:
     shared machine). Samples whose predicted set already matches a found direction's zero set are drawn
     less often. Without a prior (``state.prior`` None or empty) it samples uniformly."""
 
+    needs_prior: ClassVar[bool] = True  # SpearAttack runs its ``guide`` for this finder only
+
     def __init__(self, pool: float = 0.6, helper=None):
         self.pool = pool
         self._prior: Tensor | None = None
         self.helper = helper  # a DictionaryLearning finder for every other call, or None
         self.calls = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> "GuidedSampler":
+        return cls(cfg.guide_pool, DictionaryLearning.from_config(cfg) if cfg.guide_dictionary else None)
 
     def _setup(self, state: SearchState) -> None:
         """Ranks (B' × m_live, 0 = most negative) and negative counts of each predicted sample."""

@@ -39,7 +39,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState, rows_from_found, sample_rows
+from attacks.spear.finders.pairs import PairSplitter
+from attacks.spear.finders.planes import split_plane
+from attacks.spear.finders.state import SearchState, rows_from_found, sample_rows
+from attacks.spear.finders.templates import InputSide
 
 
 def irls_sphere(A: Tensor, u: Tensor, iters: int) -> Tensor:
@@ -58,43 +61,6 @@ def irls_sphere(A: Tensor, u: Tensor, iters: int) -> Tensor:
             G = A.transpose(1, 2) @ (w[:, :, None] * A)
         u = torch.linalg.eigh(G)[1][:, :, 0]
     return u
-
-
-def _modal_runs(angle: Tensor, tol: float) -> tuple[Tensor, Tensor]:
-    """For each row of ``angle`` (P × m, values in [0, π)), the two largest groups of equal
-    angles (consecutive sorted values closer than ``tol``): (P × 2) representative angles and
-    (P × 2) group sizes."""
-    P, m = angle.shape
-    a, _ = angle.sort(dim=1)
-    new_run = torch.ones_like(a, dtype=torch.long)
-    new_run[:, 1:] = (a[:, 1:] - a[:, :-1] > tol).long()
-    run = new_run.cumsum(1) - 1 + torch.arange(P, device=a.device)[:, None] * m  # global run ids
-    size = torch.zeros(P * m, dtype=torch.long, device=a.device).scatter_add_(
-        0, run.flatten(), torch.ones(P * m, dtype=torch.long, device=a.device)).view(P, m)
-    top_size, top_run = size.topk(2, dim=1)
-    first = torch.full((P * m,), m, dtype=torch.long, device=a.device).scatter_reduce_(
-        0, run.flatten(), torch.arange(m, device=a.device).repeat(P), reduce="amin").view(P, m)
-    pos = first.gather(1, top_run).clamp_max(m - 1)
-    return a.gather(1, pos), top_size
-
-
-def split_plane(Lt: Tensor, N2: Tensor, zero_tol: float) -> tuple[Tensor, Tensor]:
-    """The two sample directions inside 2-D kernels ``N2`` (p × B × 2), when there are two.
-
-    A row of ``L̃`` inactive for a sample whose direction lies in the plane is orthogonal to that
-    direction within the plane, so rows inactive for the same sample all project to the same
-    angle: the two most frequent angles give the two directions exactly. Returns (p × 2 × B)
-    directions and (p × 2) supporting row counts.
-    """
-    M = Lt @ N2  # p × m × 2
-    ang = torch.remainder(torch.atan2(M[:, :, 1], M[:, :, 0]), torch.pi)
-    # rows orthogonal to the whole plane (inactive for both samples) carry no angle: give each
-    # its own value past π so that they never form a group
-    flat = M.norm(dim=2) <= 1e3 * zero_tol
-    ang = torch.where(flat, 4.0 + torch.arange(M.shape[1], dtype=ang.dtype, device=ang.device), ang)
-    rep, size = _modal_runs(ang, 1e3 * zero_tol)
-    v = torch.stack([-torch.sin(rep), torch.cos(rep)], dim=2)  # orthogonal to the rows' angle
-    return (N2[:, None] @ v[:, :, :, None])[:, :, :, 0], size
 
 
 def round_to_proposals(L: Tensor, Lt: Tensor, q: Tensor, B: int, zero_tol: float) -> tuple[Tensor, Tensor]:
@@ -131,8 +97,8 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     ``B−2`` rows drawn from the zero set of a found direction ``q_j`` leave a 2-D kernel that
     contains ``q_j``; when the rows are also inactive for another sample ``i`` (likely when the
     two pictures are alike, which is exactly when the l1 search confuses them), the kernel is
-    span(``q_i``, ``q_j``) and :func:`split_plane` returns ``q_i`` exactly: one (b−2)-row set with a 2-D null space, one factorisation
-    tests all completions at once.
+    span(``q_i``, ``q_j``) and :func:`split_plane` returns ``q_i`` exactly: one factorisation of a
+    (b−2)-row set with a 2-D null space tests all completions at once.
     """
     B = state.B
     drawn = rows_from_found(state, K, B - 2) if B >= 3 else None
@@ -142,18 +108,6 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     N2 = torch.linalg.svd(Lt[rows], full_matrices=True)[2][:, B - 2:].transpose(1, 2)
     qs, size = split_plane(Lt, N2, state.zero_tol)
     return qs.reshape(-1, B)[(size >= 2).flatten()]  # the engine's filter counts all zeros
-
-
-def _input_side(templates: bool):
-    from attacks.spear.finders.templates import InputSide  # templates.py imports split_plane from here
-
-    return InputSide(templates)
-
-
-def _pair_splitter():
-    from attacks.spear.finders.pairs import PairSplitter  # pairs.py imports split_plane from here
-
-    return PairSplitter()
 
 
 class L1Search:
@@ -166,9 +120,14 @@ class L1Search:
         self.neighbours = neighbours
         self.adaptive = sampling == "adaptive"
         self._key = None
-        self.pairs = _pair_splitter()
-        self.input_side = _input_side(templates)
+        self.pairs = PairSplitter()
+        self.input_side = InputSide(templates)
         self.certified = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> "L1Search":
+        return cls(cfg.l1_starts, cfg.l1_iters, cfg.l1_rows, cfg.l1_deflate, cfg.sampling,
+                   cfg.l1_neighbours, cfg.templates)
 
     def _basis(self, state: SearchState):
         if self._key is not state.L:  # whitened basis of the row-normalised L, once per search

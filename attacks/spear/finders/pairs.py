@@ -7,7 +7,7 @@ sparsity filter, and such a candidate blocks the selection. The plane spanned by
 any other candidate that involves ``q_u`` or ``q_a`` (the mixture's partner, a found sample, or
 another mixture) is span(``q_u``, ``q_a``). Inside that plane, every row of ``L̃`` that is inactive
 for ``u`` alone is orthogonal to ``q_u`` and so projects to one common angle, and the rows inactive
-for ``a`` alone to another: :func:`~attacks.spear.finders.l1.split_plane` reads both directions
+for ``a`` alone to another: :func:`~attacks.spear.finders.planes.split_plane` reads both directions
 off the two most frequent angles, exactly.
 
 A mixture's zero set lies inside its partner's, so each candidate whose zero set is contained in
@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState
-from attacks.spear.finders.l1 import split_plane
+from attacks.spear.finders.state import SearchState
+from attacks.spear.finders.planes import split_plane
 
 
 class PairSplitter:

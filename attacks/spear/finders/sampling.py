@@ -6,12 +6,16 @@ from __future__ import annotations
 from torch import Tensor
 
 from attacks.spear.filtering import null_vectors
-from attacks.spear.finders import SearchState, sample_rows
+from attacks.spear.finders.state import SearchState, sample_rows
 
 
 class SubmatrixSampler:
     def __init__(self, sampling: str = "uniform"):
         self.adaptive = sampling == "adaptive"
+
+    @classmethod
+    def from_config(cls, cfg) -> "SubmatrixSampler":
+        return cls(cfg.sampling)
 
     def propose(self, state: SearchState) -> tuple[Tensor, int]:
         K = state.batch

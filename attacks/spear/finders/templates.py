@@ -22,7 +22,7 @@ samples), so the kernel of those rows of ``L`` contains its direction. That kern
 every other sample inactive on all those rows (dimension 1–13 measured); inside it:
 
 * dimension 1: the direction itself;
-* dimension 2: the plane split of :func:`.l1.split_plane` (rows inactive for one of the two
+* dimension 2: the plane split of :func:`.planes.split_plane` (rows inactive for one of the two
   samples all project to one angle);
 * dimension 3–16: SPEAR's own sampling inside the kernel (:func:`kernel_sampling`): ``d−1``
   random rows fix one direction, exact when all are inactive for one sample (≈ 2^−(d−1), cheap at
@@ -51,9 +51,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attacks.spear.finders import SearchState
+from attacks.spear.finders.state import SearchState
 from attacks.spear.finders.completion import complement, completion_proposals, trusted_order
-from attacks.spear.finders.l1 import split_plane
+from attacks.spear.finders.planes import split_plane
 
 
 def fit_templates(z0: Tensor, M: Tensor, Y: Tensor, iters: int = 20) -> Tensor:

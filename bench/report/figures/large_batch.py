@@ -10,9 +10,9 @@ from bench.report.columns import wilson
 from bench.report.figures.plot import Figure, NothingToPlot, plt, save
 from bench.report.tables.large_batch import METHODS, summary, wall
 
-MARKS = {"spear": "o", "spear-dictionary": "s", "spear+geiping": "^"}
-STYLES = {"spear": ":", "spear-dictionary": "-", "spear+geiping": "--"}
-SHIFT = {"spear": -0.4, "spear-dictionary": 0.0, "spear+geiping": 0.4}  # curves that coincide
+MARKS = {"spear-uniform": "o", "spear": "D", "spear-dictionary": "s", "spear+geiping": "^"}
+STYLES = {"spear-uniform": ":", "spear": "-.", "spear-dictionary": "-", "spear+geiping": "--"}
+SHIFT = {"spear-uniform": -0.4, "spear": -0.2, "spear-dictionary": 0.0, "spear+geiping": 0.4}  # curves that coincide
 
 
 def data(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,8 +11,9 @@ import pandas as pd
 from bench.report import columns as C
 from bench.report.format import Table, fmt
 
-METHODS = {"spear": "SPEAR (uniform sampling)", "spear-dictionary": "dictionary learning (l1 on the sphere)",
-           "spear+geiping": "SPEAR + Geiping prior"}
+# row labels (conf/attack/*.yaml `name:`) -> what the table and figure call them
+METHODS = {"spear-uniform": "SPEAR (uniform sampling)", "spear": "SPEAR (l1 finder)",
+           "spear-dictionary": "dictionary learning (l1 on the sphere)", "spear+geiping": "SPEAR + Geiping prior"}
 RHO = 0.5  # active share per column of dL/dZ at initialisation
 # (method or "*", width, b, batches of 10 that must be exact, seconds per batch)
 TARGETS = [("spear-dictionary", 1000, 64, 9, 600), ("*", 2000, 100, 8, 1800)]
