@@ -97,7 +97,7 @@ def client_update(defense, model: nn.Module, inputs: Tensor, labels: Tensor, los
     elif name == "fedavg":
         from bench.client.fedavg import fedavg_update, update_as_gradient
 
-        lb = int(d.get("local_batch") or B)
+        lb = B if d.get("local_batch") is None else int(d["local_batch"])  # null: the whole batch
         kw = dict(epochs=int(d.get("epochs", 1)), local_batch=lb, lr=float(d["lr"]),
                   shuffle=bool(d.get("shuffle", False)), seed=int(seed))
         if d.get("client", "harness") == "flower":
@@ -117,6 +117,8 @@ def client_update(defense, model: nn.Module, inputs: Tensor, labels: Tensor, los
         row["defense_local_batch"] = lb
     elif name == "aggregate":
         K = int(d.get("clients", 1))
+        if K < 1:
+            raise ValueError(f"defense.clients={K}: secure aggregation needs at least one client")
         if B % K:
             raise ValueError(f"aggregate: {B} samples do not split over {K} clients")
         per = B // K
