@@ -154,7 +154,7 @@ def Node(nodes: dict, help="", **kw) -> Knob:
 
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"   # a file-name component: rows go to results/raw/<name>/
-SEED = Int(0, 2**32 - 1, "random seed")
+SEED = Int(0, 2**32 - 1, "random seed", zero="seed 0, as any other")
 THREADS_KNOB = Int(1, THREADS, "torch intra-op threads while the attack runs",
                    null="leave PyTorch's setting")
 ATTACK_DTYPE = Choice("float32", "float64", help="precision of the attack's optimisation")
@@ -185,8 +185,9 @@ ROOT = {
     "progress": PROGRESS,
 }
 # Root keys that hold structure, not values: profiles and sweep grids (applied before the check),
-# the logger and the paths.
-STRUCTURAL = frozenset({"profiles", "grid", "logger", "paths", "hydra"})
+# the logger and the paths, and the choices of global config groups (experiment=dp,
+# hydra/launcher=slurm) that the profile merge may leave at the root.
+STRUCTURAL = frozenset({"profiles", "grid", "logger", "paths", "hydra", "experiment", "local"})
 
 DATASET = {
     "name": Choice("mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720", "adult",
@@ -245,12 +246,13 @@ SPEAR = {
     "l1_starts": Int(1, 10**6, "l1 starts per step"),
     "l1_iters": Int(1, 10**4, "IRLS iterations"),
     "l1_rows": Int(0, 10**7, "rows sampled before the search", zero="search the whole column space"),
-    "l1_deflate": Float(0, 1, "share of starts deflated against found directions"),
+    "l1_deflate": Float(0, 1, "share of starts deflated against found directions", zero="no deflation"),
     "l1_neighbours": Int(0, 10**7, "2-D kernels from found zero sets per step", zero="no neighbour search"),
     "templates": Bool("template completion of look-alike samples"),
     "proposals_per_step": Int(1, 10**7, "submatrices evaluated together", null="sized to the device"),
     "max_proposals": Int(1, 10**13, "proposal cap", null="no cap besides the deadline"),
-    "tau": Float(0, 1, "sparsity filter: share of live rows that must be zero"),
+    "tau": Float(0, 1, "sparsity filter: share of live rows that must be zero",
+                 zero="only B - 1 + min_extra_zeros zeros are required"),
     "min_extra_zeros": Int(0, 10**6, "zeros beyond B-1 a proposal needs", zero="B-1 zeros suffice"),
     "zero_tol": Float(0, 1, "relative tolerance of an exact zero", lo_open=True, hi_open=True,
                       null="from the client dtype"),

@@ -8,7 +8,7 @@ once, with its range and meaning, in ``bench/config_schema.py``; a key declared 
 from __future__ import annotations
 
 import difflib
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -64,8 +64,9 @@ def _target_table(key: str, node, tables: Mapping[str, dict], where: str) -> tup
     return target, tables[target]
 
 
-def check_node(prefix: str, node: Mapping, table: Mapping[str, Knob], owner: str, rel: str = "") -> None:
-    """Check every key of ``node`` (dotted key ``prefix.rel.key``) against ``table``."""
+def walk_node(prefix: str, node: Mapping, table: Mapping[str, Knob], owner: str, rel: str = ""
+              ) -> Iterator[tuple[str, object, Knob]]:
+    """``(dotted key, value, knob)`` of every leaf of ``node``; ConfigError for an undeclared key."""
     for key, value in node.items():
         if key == "_target_":
             continue
@@ -74,16 +75,22 @@ def check_node(prefix: str, node: Mapping, table: Mapping[str, Knob], owner: str
         knob = table.get(full)
         if knob is None:
             if isinstance(value, Mapping) and any(k.startswith(full + ".") for k in table):
-                check_node(prefix, value, table, owner, rel=full + ".")
+                yield from walk_node(prefix, value, table, owner, rel=full + ".")
                 continue
             raise _unknown(path, owner, table)
         if knob.kind == "node":
             if value is None and knob.null is not None:
                 continue
             target, sub = _target_table(path, value, knob.nodes, "ATTACKS")
-            check_node(path, value, sub, target)
+            yield from walk_node(path, value, sub, target)
         else:
-            check_value(path, value, knob)
+            yield path, value, knob
+
+
+def check_node(prefix: str, node: Mapping, table: Mapping[str, Knob], owner: str) -> None:
+    """Check every key of ``node`` (dotted key ``prefix.key``) against ``table``."""
+    for path, value, knob in walk_node(prefix, node, table, owner):
+        check_value(path, value, knob)
 
 
 def _check_device(key: str, value) -> None:
@@ -95,18 +102,32 @@ def _check_device(key: str, value) -> None:
                               f"use {key}=auto or {key}=cpu")
 
 
-def _check_root(cfg) -> None:
+def knobs(cfg, losses=()) -> Iterator[tuple[str, object, Knob]]:
+    """``(dotted key, value, knob)`` of every value of the config, root keys first, in the order
+    they are checked; ConfigError for a key or ``_target_`` declared nowhere."""
     groups = set(GROUPS)
     for key in cfg.keys():
-        if key not in ROOT and key not in STRUCTURAL and key not in groups:
+        if key not in ROOT and key not in STRUCTURAL and key not in groups and "/" not in str(key):
             raise _unknown(str(key), "the root config", ROOT)
-    n = cfg.get("n_batches")
-    if n == 0 and not isinstance(n, bool):
-        raise NothingToDo("n_batches=0: nothing to do, no rows written; set n_batches >= 1")
     for key, knob in ROOT.items():
         if key in cfg:
-            check_value(key, cfg.get(key), knob)
-    _check_device("device", cfg.get("device"))
+            yield key, cfg.get(key), knob
+    present = {g: _plain(cfg.get(g)) for g in GROUPS if g in cfg}
+    threat = dict(THREAT, loss=Choice(*sorted(losses), help=THREAT["loss"].help)) if losses else THREAT
+    for group, table in (("dataset", DATASET), ("threat", threat), ("metrics", METRICS)):
+        if group in present:
+            yield from walk_node(group, present[group] or {}, table, group)
+    for group, tables, where in (("model", MODELS, "MODELS"), ("attack", ATTACKS, "ATTACKS")):
+        if group in present:
+            target, table = _target_table(group, present[group], tables, where)
+            yield from walk_node(group, present[group], table, target)
+    if "defense" in present:
+        node = present["defense"] or {}
+        name = node.get("name")
+        if name not in DEFENSES:
+            raise ConfigError(f"defense.name={name!r} is unknown; use one of {', '.join(DEFENSES)}")
+        table = {"name": Choice(*DEFENSES, help="the client's defense"), **DEFENSES[name]}
+        yield from walk_node("defense", node, table, f"defense {name}")
 
 
 def validate_config(cfg: DictConfig, losses=()) -> None:
@@ -114,41 +135,18 @@ def validate_config(cfg: DictConfig, losses=()) -> None:
 
     ``losses``: the client's known loss names (``bench.client.LOSSES``); ``threat.loss`` must be one.
     """
-    _check_root(cfg)
-    present = {g: _plain(cfg.get(g)) for g in GROUPS if g in cfg}
-    threat = dict(THREAT, loss=Choice(*sorted(losses), help=THREAT["loss"].help)) if losses else THREAT
-    for group, table in (("dataset", DATASET), ("threat", threat), ("metrics", METRICS)):
-        if group in present:
-            check_node(group, present[group] or {}, table, group)
-    if "model" in present:
-        target, table = _target_table("model", present["model"], MODELS, "MODELS")
-        check_node("model", present["model"], table, target)
-    if "attack" in present:
-        target, table = _target_table("attack", present["attack"], ATTACKS, "ATTACKS")
-        check_node("attack", present["attack"], table, target)
-        _check_attack_devices("attack", present["attack"])
-    if "defense" in present:
-        _check_defense(present["defense"] or {})
-    metrics = present.get("metrics") or {}
+    n = cfg.get("n_batches")
+    if n == 0 and not isinstance(n, bool):
+        raise NothingToDo("n_batches=0: nothing to do, no rows written; set n_batches >= 1")
+    for key, value, knob in knobs(cfg, losses):
+        check_value(key, value, knob)
+        if knob.kind == "device":
+            _check_device(key, value)
+    metrics = _plain(cfg.get("metrics")) or {}
     if metrics.get("exact_psnr_db", 0) > metrics.get("psnr_cap_db", float("inf")):
         raise ConfigError(f"metrics.exact_psnr_db={metrics['exact_psnr_db']!r} is above "
                           f"metrics.psnr_cap_db={metrics['psnr_cap_db']!r}: no image could count as exact")
 
 
-def _check_attack_devices(prefix: str, node: Mapping) -> None:
-    for key, value in node.items():
-        if isinstance(value, Mapping):
-            _check_attack_devices(f"{prefix}.{key}", value)
-        elif key == "device":
-            _check_device(f"{prefix}.device", value)
-
-
-def _check_defense(node: Mapping) -> None:
-    name = node.get("name")
-    if name not in DEFENSES:
-        raise ConfigError(f"defense.name={name!r} is unknown; use one of {', '.join(DEFENSES)}")
-    table = {"name": Choice(*DEFENSES, help="the client's defense"), **DEFENSES[name]}
-    check_node("defense", node, table, f"defense {name}")
-
-
-__all__ = ["ConfigError", "NothingToDo", "DTYPES", "GROUPS", "validate_config", "check_value", "check_node"]
+__all__ = ["ConfigError", "NothingToDo", "DTYPES", "GROUPS", "validate_config", "knobs", "check_value",
+           "check_node", "walk_node"]
