@@ -308,8 +308,8 @@ def validate_observation(obs: Observation, *, needed=None, finite: bool = True,
     if finite:
         for name, grad in grads.items():
             if not _finite(grad):
-                raise ObservationError(f"gradient of {name!r} has non-finite entries (NaN/Inf): the "
-                                       "client update is unusable")
+                raise ObservationError(f"gradient of {name!r} is not finite (non-finite entries, NaN/Inf): "
+                                       "the client update is unusable")
 
 
 def _check_revealed(obs: Observation) -> None:
