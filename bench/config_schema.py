@@ -171,7 +171,8 @@ TEMPERATURE = Float(0, 80, "temperature of exp(T |cos|) (float32 overflows past 
 # ---------------------------------------------------------------------- root and plain groups
 ROOT = {
     "name": Text("experiment name: rows go to results/raw/<name>/", pattern=NAME),
-    "profile": Text("which entry of `profiles` to apply", pattern=NAME),
+    "profile": Text("budget profile: conf/profile/<profile>.yaml, budgets in "
+                    "conf/budget/<experiment>/<profile>.yaml", pattern=NAME),
     "seed": SEED,
     "n_batches": Int(1, 10**7, "batches per run", zero="nothing to do: exit 2, no rows written"),
     "batch_size": Int(1, 10**5, "samples per client batch"),
@@ -184,10 +185,9 @@ ROOT = {
     "save_images": Int(0, 10**6, "thumbnails of the first k batches", zero="no thumbnails"),
     "progress": PROGRESS,
 }
-# Root keys that hold structure, not values: profiles and sweep grids (applied before the check),
-# the logger and the paths, and the choices of global config groups (experiment=dp,
-# hydra/launcher=slurm) that the profile merge may leave at the root.
-STRUCTURAL = frozenset({"profiles", "grid", "logger", "paths", "hydra", "experiment", "local"})
+# Root keys that hold structure, not values: the logger and the paths (no numbers that change a
+# result), hydra's own node, and the names of global config groups should one appear at the root.
+STRUCTURAL = frozenset({"logger", "paths", "hydra", "experiment", "budget", "local"})
 
 DATASET = {
     "name": Choice("mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720", "adult",

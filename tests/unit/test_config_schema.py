@@ -97,13 +97,6 @@ def test_null_is_refused_unless_it_means_something(configs):
                 assert knob.null is not None, f"{key}=null accepted without a documented meaning"
 
 
-def test_group_choices_left_by_the_profile_merge_are_not_knobs():
-    from bench.runner import apply_profile
-
-    ov = ["experiment=dp", "hydra/launcher=slurm_local", "attack=spear"]
-    validate_config(apply_profile(_compose("experiment=dp", "attack=spear"), overrides=ov), losses=LOSSES)
-
-
 @pytest.mark.parametrize("override, key", [
     ("+defense.sigma=1", "defense.sigma"),        # a typo is refused, never ignored
     ("+n_batch=3", "n_batch"),
