@@ -3,7 +3,7 @@
 Run once per job (``Runner.__init__``) after the profile is applied, before any data or model is
 touched, so that ``dtype=float16``, ``defense.noise_multiplier=-0.001`` or ``model.width=0`` fail
 at once (exit 2) instead of after minutes or, worse, as a plausible row. Every knob is declared
-once, with its range and meaning, in ``bench/config_schema.py``; a key declared nowhere is refused.
+once, with its range and meaning, in ``bench/run/config_schema.py``; a key declared nowhere is refused.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Iterator, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config_schema import (ATTACKS, DATASET, DEFENSES, METRICS, MODELS, ROOT, STRUCTURAL, THREAT,
+from bench.run.config_schema import (ATTACKS, DATASET, DEFENSES, METRICS, MODELS, ROOT, STRUCTURAL, THREAT,
                                  Choice, Knob)
 
 
@@ -51,7 +51,7 @@ def _unknown(key: str, owner: str, table: Mapping) -> ConfigError:
     close = difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in table], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{key} is not a knob of {owner}{hint} (its knobs: {', '.join(sorted(table)) or 'none'}; "
-                       f"declared in bench/config_schema.py)")
+                       f"declared in bench/run/config_schema.py)")
 
 
 def _target_table(key: str, node, tables: Mapping[str, dict], where: str) -> tuple[str, dict]:
@@ -59,7 +59,7 @@ def _target_table(key: str, node, tables: Mapping[str, dict], where: str) -> tup
         raise ConfigError(f"{key} must be a config node, got {node!r}")
     target = node.get("_target_")
     if target not in tables:
-        raise ConfigError(f"{key}._target_={target!r} has no knob table in bench/config_schema.py "
+        raise ConfigError(f"{key}._target_={target!r} has no knob table in bench/run/config_schema.py "
                           f"{where}; declare its knobs there (known: {', '.join(sorted(tables))})")
     return target, tables[target]
 

@@ -71,7 +71,7 @@ def weights_state(weights: str | None, factory=None, *, input_shape=None, num_cl
     import io
     from pathlib import Path
 
-    from bench.config_check import ConfigError
+    from bench.run.config_check import ConfigError
 
     path = Path(weights).expanduser()
     key = f"model.weights={weights!r} ({path})"

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from attacks.base import (AttackNotApplicable, Observation, ObservationError, check_budget,
                           default_deadline, validate_observation)
 from bench.client import cross_entropy, fedsgd_gradient
-from bench.models import build_model, fcnn
+from bench.run.models import build_model, fcnn
 from datasets import REGISTRY
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -18,8 +18,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from bench.config_check import ConfigError
-from bench.runner import Runner
+from bench.run.config_check import ConfigError
+from bench.run.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = str(REPO / "conf")
@@ -97,7 +97,7 @@ def test_client_code_refuses_impossible_defense_parameters():
     from bench.client import client_update
     from bench.client.dp import dp_sgd_gradient
     from bench.client.fedavg import update_as_gradient
-    from bench.models import fcnn
+    from bench.run.models import fcnn
 
     torch.manual_seed(0)
     model = fcnn((4,), 3, width=5, depth=2).double()
@@ -125,7 +125,7 @@ def _small_cnn(*extra):
 
 
 def _weights(path: Path, damage: str) -> None:
-    from bench.models import small_cnn
+    from bench.run.models import small_cnn
 
     torch.manual_seed(0)
     good = small_cnn((1, 28, 28), 10, channels=(4, 8), hidden=32).state_dict()
@@ -148,7 +148,7 @@ def _weights(path: Path, damage: str) -> None:
 def test_a_bad_weights_file_is_named_with_key_and_path(tmp_path, damage):
     import functools
 
-    from bench.models import small_cnn, weights_state
+    from bench.run.models import small_cnn, weights_state
 
     w = tmp_path / "weights.pt"
     _weights(w, damage)

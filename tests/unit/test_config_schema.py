@@ -1,4 +1,4 @@
-"""One declaration per knob (bench/config_schema.py), checked at start-up (bench/config_check.py).
+"""One declaration per knob (bench/run/config_schema.py), checked at start-up (bench/run/config_check.py).
 
 * every shipped config -- each option of each config group here, each experiment with each of
   its profiles in tests/integration/test_compose.py -- passes, and a knob added to a yaml without
@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bench.client import LOSSES
-from bench.config_check import ConfigError, knobs, validate_config
-from bench.config_schema import ATTACKS, DEFENSES, MODELS, ROOT
+from bench.run.config_check import ConfigError, knobs, validate_config
+from bench.run.config_schema import ATTACKS, DEFENSES, MODELS, ROOT
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "model", "attack", "threat", "defense")
@@ -115,7 +115,7 @@ def test_an_undeclared_key_is_refused_by_name(override, key):
     ("attack.tau=nan", ["finite"]),
     ("name=../../etc", ["name='../../etc'"]),
     ("metrics.exact_psnr_db=400", ["above metrics.psnr_cap_db"]),
-    ("attack._target_=attacks.nope.Nope", ["attack._target_", "bench/config_schema.py"]),
+    ("attack._target_=attacks.nope.Nope", ["attack._target_", "bench/run/config_schema.py"]),
 ])
 def test_other_bad_values_are_named(override, words):
     with pytest.raises(ConfigError) as info:

@@ -3,7 +3,7 @@
 ``ROOT`` holds the root keys of conf/config.yaml; ``DATASET``, ``THREAT`` and ``METRICS`` the keys
 of those groups; ``MODELS`` and ``ATTACKS`` the knobs of each ``_target_`` (a pipeline's stages are
 nodes with their own ``_target_``); ``DEFENSES`` the knobs of each defense ``name``.
-``bench/config_check.py`` checks a run's config against these tables at start-up, before any data,
+``bench/run/config_check.py`` checks a run's config against these tables at start-up, before any data,
 model or attack is touched, and refuses a key that is declared nowhere. A knob added to a yaml
 without an entry here fails ``tests/unit/test_config_schema.py``.
 
@@ -218,20 +218,20 @@ METRICS = {
 _MODEL_NAME = Text("label of the model in rows and tables", pattern=NAME)
 _WEIGHTS = Text("state_dict file (torch.save)", null="untrained")
 MODELS = {
-    "bench.models.fcnn": {
+    "bench.run.models.fcnn": {
         "name": _MODEL_NAME,
         "width": Int(1, 10**5, "neurons per hidden layer"),
         "depth": Int(2, 100, "linear layers"),
         "activation": Choice("relu", "sigmoid", "tanh", "leaky_relu", help="activation between layers"),
         "init": Choice("default", "normal", help="default: PyTorch's Kaiming-uniform"),
     },
-    "bench.models.small_cnn": {
+    "bench.run.models.small_cnn": {
         "name": _MODEL_NAME,
         "channels": Knob("ints", "channels of each conv stage", lo=1, hi=4096),
         "hidden": Int(1, 10**5, "width of the first classifier layer"),
         "weights": _WEIGHTS,
     },
-    "bench.models.vgg16": {
+    "bench.run.models.vgg16": {
         "name": _MODEL_NAME,
         "weights": _WEIGHTS,
         "batch_norm": Bool("VGG-16 with batch norm"),
