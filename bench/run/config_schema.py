@@ -369,6 +369,26 @@ TABLEAK = {
     "time_budget_s": BUDGET,
 }
 
+CI_NET = {  # conf/attack/ci_net.yaml (attacks/ci_net.py::CINetConfig)
+    "max_iterations": ITERATIONS,
+    "lr": LR,
+    "beta1": Float(0, 1, "Adam beta1", hi_open=True, zero="no first-moment averaging"),
+    "beta2": Float(0, 1, "Adam beta2", hi_open=True, zero="no second-moment averaging"),
+    "signed": Bool("Adam on the sign of the gradient"),
+    "total_variation": WEIGHT,
+    "latent_dim": Int(1, 10**5, "generator input code per sample"),
+    "start_width": Int(1, 10**5, "generator channels at the start of the over-parameterisation rule"),
+    "overparam_factor": Float(0, 1e3, "generator parameters per pixel of the batch", lo_open=True),
+    "width": Int(1, 10**5, "fixed generator width", null="the over-parameterisation rule"),
+    "fit": Choice("crop", "resize", help="how the generator's output meets the image size"),
+    "output": Choice("last", "best_loss", help="which iterate is reported"),
+    "dtype": ATTACK_DTYPE,
+    "label_probes": Int(1, 10**6, "probe inputs for label counting"),
+    "threads": THREADS_KNOB,
+    "progress": PROGRESS,
+    "time_budget_s": BUDGET,
+}
+
 _STAGE1 = {"attacks.spear.SpearAttack": SPEAR, "attacks.cpa.CpaAttack": CPA}
 _PIPELINE = {
     "stage1": Node(_STAGE1, "stage 1: recovers the attacked layer's inputs"),
@@ -382,6 +402,7 @@ ATTACKS = {
     **_STAGE1,
     "attacks.geiping.GeipingAttack": GEIPING,
     "attacks.tableak.TabLeakAttack": TABLEAK,
+    "attacks.ci_net.CINetAttack": CI_NET,
     "attacks.pipelines.SpearFiGeiping": _PIPELINE,
     "attacks.pipelines.CpaFiGeiping": _PIPELINE,
 }
