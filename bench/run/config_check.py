@@ -1,9 +1,10 @@
 """Start-up checks of a run's config: each bad value is named with the values it may take.
 
-Run once per job (``Runner.__init__``) after the profile is applied, before any data or model is
+Run once per job (``Runner.__init__``) on the composed config, before any data or model is
 touched, so that ``dtype=float16``, ``defense.noise_multiplier=-0.001`` or ``model.width=0`` fail
 at once (exit 2) instead of after minutes or, worse, as a plausible row. Every knob is declared
-once, with its range and meaning, in ``bench/run/config_schema.py``; a key declared nowhere is refused.
+once, with its range and meaning, in ``bench/run/config_schema.py``; a key declared nowhere is
+refused.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Iterator, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.run.config_schema import (ATTACKS, DATASET, DEFENSES, METRICS, MODELS, ROOT, STRUCTURAL, THREAT,
-                                 Choice, Knob)
+from bench.run.config_schema import (ATTACKS, DATASET, DEFENSES, METRICS, MODELS, ROOT, STRUCTURAL,
+                                     THREAT, Choice, Knob)
 
 
 class ConfigError(ValueError):
