@@ -379,7 +379,7 @@ CI_NET = {  # conf/attack/ci_net.yaml (attacks/ci_net.py::CINetConfig)
     "latent_dim": Int(1, 10**5, "generator input code per sample"),
     "start_width": Int(1, 10**5, "generator channels at the start of the over-parameterisation rule"),
     "overparam_factor": Float(0, 1e3, "generator parameters per pixel of the batch", lo_open=True),
-    "width": Int(1, 10**5, "fixed generator width", null="the over-parameterisation rule"),
+    "width": Int(4, 10**5, "fixed generator width (channels)", null="the over-parameterisation rule"),
     "fit": Choice("crop", "resize", help="how the generator's output meets the image size"),
     "output": Choice("last", "best_loss", help="which iterate is reported"),
     "dtype": ATTACK_DTYPE,
