@@ -193,8 +193,10 @@ class Attack(Protocol):
         time_budget_s: float | None = None,
     ) -> Reconstruction: ...
     # ``deadline`` is an absolute ``time.monotonic()`` value, ``time_budget_s`` seconds from the
-    # call (both given: the earlier counts; :func:`resolve_deadline`). Past it an attack returns its
-    # best result so far with status "partial" or "failed" instead of running on.
+    # call (both given: the earlier counts; :func:`resolve_deadline`; neither: the attack's own
+    # ``time_budget_s`` knob, :func:`default_deadline`). Past it an attack returns its best result
+    # so far with status "partial" or "failed" instead of running on. ``reconstruct`` starts with
+    # :func:`validate_observation`.
 
 
 def resolve_deadline(deadline: float | None = None, time_budget_s: float | None = None) -> float | None:

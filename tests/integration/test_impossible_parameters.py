@@ -3,7 +3,7 @@
 Regression tests for the defects of the hostile-input review: DP-SGD and FedAvg with impossible
 parameters wrote plausible rows; values that failed every batch (or were silently reinterpreted)
 were not checked at start-up; a corrupt weights file failed every batch with a raw IndexError;
-``bench.tables`` crashed on a folder without a valid row; a run with ``retry_errors=false`` told
+the tables crashed on a folder without a valid row (``KeyError: 'config_hash'``); a run with ``retry_errors=false`` told
 the user to rerun to retry its errors. The script's own checks are in test_slurm_script.py, the
 attacks' own input checks in tests/attacks/test_observation_checks.py.
 """
@@ -171,14 +171,14 @@ def test_a_corrupt_weights_file_is_exit_2_at_start(tmp_results, tmp_path, capsys
 
 
 # ------------------------------------------------------------------ the smaller two
-def test_tables_without_a_valid_row_exit_2(tmp_path, capsys):
-    from bench.tables import main
+def test_report_without_a_valid_row_exits_2(tmp_path, capsys):
+    from bench.report.__main__ import main
 
     raw = tmp_path / "raw" / "empty"
     raw.mkdir(parents=True)
     (raw / "x.jsonl").write_text('{"foo": 1}\n[1, 2, 3]\nnot json\n')
     with pytest.warns(UserWarning):
-        code = main(["--experiment", "empty", "--results", str(tmp_path)])
+        code = main(["--experiment", "empty", "--results", str(tmp_path), "--no-page"])
     assert code == 2
     assert "no result rows" in capsys.readouterr().err
 
