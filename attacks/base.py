@@ -15,6 +15,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "AttackNotApplicable",
+    "ObservationError",
+    "validate_observation",
+    "default_deadline",
+    "check_budget",
+    "GRADIENT_DTYPES",
     "DataSpec",
     "FeatureBlock",
     "Observation",
@@ -31,6 +36,12 @@ class AttackNotApplicable(Exception):
 
     The runner turns this into a result row with ``status="not_applicable"``.
     """
+
+
+class ObservationError(AttackNotApplicable, ValueError):
+    """The observation itself is malformed: a gradient of the wrong type, dtype, shape or key, a
+    missing gradient, non-finite values, bad labels. Both a ``ValueError`` (for Python callers)
+    and an ``AttackNotApplicable`` (the runner writes a ``not_applicable`` row naming it)."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +193,10 @@ class Attack(Protocol):
         time_budget_s: float | None = None,
     ) -> Reconstruction: ...
     # ``deadline`` is an absolute ``time.monotonic()`` value, ``time_budget_s`` seconds from the
-    # call (both given: the earlier counts; :func:`resolve_deadline`). Past it an attack returns its
-    # best result so far with status "partial" or "failed" instead of running on.
+    # call (both given: the earlier counts; :func:`resolve_deadline`; neither: the attack's own
+    # ``time_budget_s`` knob, :func:`default_deadline`). Past it an attack returns its best result
+    # so far with status "partial" or "failed" instead of running on. ``reconstruct`` starts with
+    # :func:`validate_observation`.
 
 
 def resolve_deadline(deadline: float | None = None, time_budget_s: float | None = None) -> float | None:
@@ -210,46 +223,156 @@ def _shape(t) -> str:
     return str(tuple(int(d) for d in t))
 
 
-def check_gradients(obs: Observation, needed: frozenset[str] | set[str] | tuple = ()) -> None:
-    """Raise AttackNotApplicable unless every gradient matches its parameter's shape.
+# Gradient dtypes every attack accepts: float16/bfloat16 lose the precision the exact attacks rely
+# on (and stall SPEAR's search), integers and complex numbers are not gradients.
+GRADIENT_DTYPES = (torch.float32, torch.float64)
+_CHUNK = 1 << 22  # entries per finiteness test (bounded temporaries for 10^8-entry layers)
 
-    Every entry of ``obs.gradients`` must be a tensor keyed by a name of
-    ``obs.model.named_parameters()`` with exactly that parameter's shape (a transposed, truncated or
-    reshaped gradient would otherwise surface as a raw torch error deep inside an attack).
-    ``needed``: parameter names the attack cannot do without; each must be present.
+
+def _finite(t: Tensor) -> bool:
+    flat = t.detach().reshape(-1)
+    return all(bool(torch.isfinite(c).all()) for c in flat.split(_CHUNK))
+
+
+def _needed_names(obs: Observation, needed) -> set[str]:
+    if needed is None:  # every trainable parameter (what a FedSGD / FedAvg client sends)
+        return {n for n, p in obs.model.named_parameters() if p.requires_grad}
+    if callable(needed):
+        needed = needed(obs.model)
+    return set(needed)
+
+
+def validate_observation(obs: Observation, *, needed=None, finite: bool = True,
+                         dtypes: tuple[torch.dtype, ...] = GRADIENT_DTYPES) -> None:
+    """Raise :class:`ObservationError` naming the first malformed part of ``obs``.
+
+    Call it first thing in ``reconstruct``: ``validate_observation(obs)``. It checks that
+
+    * ``obs`` is an :class:`Observation` with an ``nn.Module`` model, a :class:`DataSpec`, a
+      callable loss, and a non-empty mapping of gradients;
+    * every gradient is a ``torch.Tensor`` (not a numpy array) of a dtype in ``dtypes`` (float32
+      or float64) keyed by a name of ``obs.model.named_parameters()`` (extra keys are named) with
+      exactly that parameter's shape (transposed, truncated, reshaped, wrong bias length);
+    * every name in ``needed`` has a gradient: None (the default) = every trainable parameter
+      (``requires_grad``), an iterable of names, or a callable ``model -> names`` (e.g. the
+      attacked layer's ``weight`` and ``bias``);
+    * the values are finite (``finite=False`` skips this pass over the data);
+    * ``batch_size`` is None or an int >= 1, ``labels`` None or integer class indices (one per
+      sample), ``client_steps`` an int >= 1.
     """
+    if not isinstance(obs, Observation):
+        raise ObservationError(f"expected an attacks.base.Observation, got {type(obs).__name__}")
+    if not isinstance(obs.model, nn.Module):
+        raise ObservationError(f"Observation.model is a {type(obs.model).__name__}, not a torch.nn.Module")
+    if not isinstance(obs.data_spec, DataSpec):
+        raise ObservationError(f"Observation.data_spec is a {type(obs.data_spec).__name__}, not an "
+                               "attacks.base.DataSpec")
+    if not callable(obs.loss_fn):
+        raise ObservationError("Observation.loss_fn is not callable; pass the client's loss, "
+                               "e.g. torch.nn.functional.cross_entropy")
+    grads = obs.gradients
+    if not isinstance(grads, Mapping):
+        raise ObservationError(f"Observation.gradients is a {type(grads).__name__}; it must map "
+                               "model.named_parameters() names to gradient tensors")
+    if not grads:
+        raise ObservationError("observation holds no gradients; the server needs the client's "
+                               "gradient keyed by model.named_parameters() names")
     params = dict(obs.model.named_parameters())
-    if not obs.gradients:
-        raise AttackNotApplicable("observation holds no gradients; the server needs the client's "
-                                  "gradient keyed by model.named_parameters() names")
-    for name, grad in obs.gradients.items():
-        if name not in params:
-            raise AttackNotApplicable(
-                f"observation has a gradient for {name!r}, which is not a parameter of the model; "
-                f"gradients are keyed by model.named_parameters() names ({sorted(params)[:6]}...)")
+    extra = [k for k in grads if k not in params]
+    if extra:
+        raise ObservationError(
+            f"observation has gradients for {sorted(map(str, extra))[:5]}, which are not parameters of "
+            f"the model; gradients are keyed by model.named_parameters() names ({sorted(params)[:6]}...)")
+    allowed = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+    for name, grad in grads.items():
         if not isinstance(grad, Tensor):
-            raise AttackNotApplicable(f"gradient of {name!r} is a {type(grad).__name__}, not a torch.Tensor")
+            kind = f"{type(grad).__module__}.{type(grad).__name__}".removeprefix("builtins.")
+            hint = " (convert with torch.from_numpy)" if type(grad).__module__ == "numpy" else ""
+            raise ObservationError(f"gradient of {name!r} is a {kind}, not a torch.Tensor{hint}")
+        if grad.dtype not in dtypes:
+            raise ObservationError(
+                f"gradient of {name!r} has dtype {str(grad.dtype).removeprefix('torch.')}; attacks take "
+                f"{allowed} gradients (half precision loses what exact recovery needs, integer "
+                f"tensors are not gradients): compute the client's gradient in float32 or float64")
         expected = tuple(params[name].shape)
         if tuple(grad.shape) != expected:
-            raise AttackNotApplicable(
+            raise ObservationError(
                 f"gradient of {name!r} has shape {_shape(grad.shape)} but the parameter has shape "
                 f"{_shape(expected)}; the gradient must have its parameter's shape (transposed, "
                 f"truncated or reshaped gradients cannot be attacked)")
-    missing = [n for n in needed if n not in obs.gradients]
+    missing = sorted(_needed_names(obs, needed) - set(grads))
     if missing:
-        raise AttackNotApplicable(
-            f"observation lacks the gradient of {sorted(missing)}, which this attack needs; "
-            f"the client's update must include every parameter's gradient")
+        raise ObservationError(
+            f"observation lacks the gradient of {missing[:5]}, which this attack needs; the client's "
+            f"update must include every trainable parameter's gradient (mark frozen parameters "
+            f"requires_grad=False)")
+    _check_revealed(obs)
+    if finite:
+        for name, grad in grads.items():
+            if not _finite(grad):
+                raise ObservationError(f"gradient of {name!r} is not finite (non-finite entries, NaN/Inf): "
+                                       "the client update is unusable")
+
+
+def _check_revealed(obs: Observation) -> None:
+    """batch_size, labels and client_steps: the optional facts the threat model reveals."""
+    bs = obs.batch_size
+    if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
+        raise ObservationError(f"Observation.batch_size={bs!r} must be an int >= 1, or None when hidden")
+    steps = obs.client_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ObservationError(f"Observation.client_steps={steps!r} must be an int >= 1")
+    y = obs.labels
+    if y is None:
+        return
+    if not isinstance(y, Tensor):
+        raise ObservationError(f"Observation.labels is a {type(y).__name__}, not a torch.Tensor of class indices")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.dim() != 1:
+        raise ObservationError(f"Observation.labels must be a 1-D integer tensor of class indices, got "
+                               f"dtype {str(y.dtype).removeprefix('torch.')} and shape {_shape(y.shape)}")
+    if bs is not None and y.shape[0] != bs:
+        raise ObservationError(f"Observation.labels holds {y.shape[0]} labels for batch_size={bs}")
+    k = obs.data_spec.num_classes
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise ObservationError(f"Observation.labels must lie in [0, {k}) (data_spec.num_classes={k}), "
+                               f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
+def check_gradients(obs: Observation, needed: frozenset[str] | set[str] | tuple = ()) -> None:
+    """:func:`validate_observation` with only ``needed`` required (default: nothing beyond the
+    gradients given): every gradient a tensor of its parameter's shape, keyed by its name."""
+    validate_observation(obs, needed=needed)
+
+
+def default_deadline(deadline: float | None, budget_s: float | None) -> float | None:
+    """``deadline`` when the caller gave one, else ``budget_s`` seconds from now (an attack's own
+    ``time_budget_s`` knob, so that a call without a deadline never runs unbounded); None only
+    when both are None."""
+    if deadline is not None:
+        return float(deadline)
+    if budget_s is None:
+        return None
+    return time.monotonic() + float(budget_s)
+
+
+def check_budget(budget_s, key: str = "time_budget_s") -> float | None:
+    """An attack's ``time_budget_s`` knob: seconds > 0 (finite), or None for no default deadline."""
+    if budget_s is None:
+        return None
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not 0 < budget_s < math.inf:
+        raise ValueError(f"{key}={budget_s!r}: give a number of seconds > 0, or None for no default "
+                         "deadline")
+    return float(budget_s)
 
 
 def check_requirements(attack: Attack, obs: Observation) -> None:
     """Raise AttackNotApplicable if the observation does not reveal what the attack requires.
 
-    Also checks the observation itself (:func:`check_gradients`: every gradient has its
-    parameter's shape). Structural requirements (e.g. ``relu_linear_layer``) are checked by the
-    attack itself.
+    Also checks the observation's form (:func:`validate_observation` without the pass over the
+    values, which every attack makes itself). Structural requirements (e.g. ``relu_linear_layer``)
+    are checked by the attack itself.
     """
-    check_gradients(obs)
+    validate_observation(obs, needed=(), finite=False)
     missing = sorted((set(attack.requires) & REVEALABLE) - obs.revealed())
     if missing:
         raise AttackNotApplicable(

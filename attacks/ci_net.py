@@ -44,7 +44,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
+from attacks.base import (AttackNotApplicable, DataSpec, Observation, Reconstruction, check_budget,
+                          default_deadline, resolve_deadline, validate_observation)
 from attacks.ci_net_generator import CINetGenerator, over_parameterized_width
 from attacks.labels import batch_size_from_rank, recover_labels
 from attacks.priors import total_variation
@@ -73,8 +74,12 @@ class CINetConfig:
     label_probes: int = 64
     threads: int | None = None
     progress: bool = True
+    time_budget_s: float | None = 3600.0  # seconds a call without a deadline may run (None: no limit)
 
     def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ValueError(f"threads={self.threads!r}: must be >= 1, or None for PyTorch's setting")
+        self.time_budget_s = check_budget(self.time_budget_s)
         if self.max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
         if not self.lr > 0:
@@ -169,7 +174,8 @@ class CINetAttack:
         """Train the generator on the observation; past ``deadline`` (an absolute
         ``time.monotonic()``; or ``time_budget_s`` seconds from the call) return the batch so far
         with status "partial"."""
-        deadline = resolve_deadline(deadline, time_budget_s)
+        validate_observation(obs)
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.cfg.time_budget_s)
         prev_threads = torch.get_num_threads()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))

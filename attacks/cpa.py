@@ -28,7 +28,6 @@ official code).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -37,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
+from attacks.base import (AttackNotApplicable, DataSpec, Observation, Reconstruction, check_budget,
+                          default_deadline, resolve_deadline, validate_observation)
 from attacks.labels import batch_size_from_rank
-from attacks.layers import linear_layer
+from attacks.layers import layer_keys, linear_layer
 from attacks.progress import LoopMonitor, intra_op_threads
 from attacks.priors import total_variation
 
@@ -67,6 +67,7 @@ class CpaConfig:
     check_every: int = 250         # how often the deadline is looked at
     threads: int | None = None     # intra-op threads during the loop (None: PyTorch's setting)
     progress: bool = True
+    time_budget_s: float | None = 3600.0  # seconds a call without a deadline may run (None: no limit)
 
 
 @dataclass
@@ -246,6 +247,10 @@ class CpaAttack:
             self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
         if self.config.source not in ("auto", "image", "embedding"):
             raise ValueError(f"source must be auto, image or embedding, got {self.config.source!r}")
+        threads = self.config.threads
+        if threads is not None and (isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads={threads!r}: must be >= 1, or None for PyTorch's setting")
+        self.config.time_budget_s = check_budget(self.config.time_budget_s)
 
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         linear_layer(model, self.layer)
@@ -265,8 +270,13 @@ class CpaAttack:
 
     def recover_layer_inputs(self, obs: Observation, *, generator: torch.Generator | None = None,
                              deadline: float | None = None, time_budget_s: float | None = None) -> CpaResult:
-        """Inputs of the attacked layer (rows = samples); its name in ``diagnostics["attacked_layer"]``."""
-        deadline = resolve_deadline(deadline, time_budget_s)
+        """Inputs of the attacked layer (rows = samples); its name in ``diagnostics["attacked_layer"]``.
+
+        With neither ``deadline`` nor ``time_budget_s`` the loop stops after the config's own
+        ``time_budget_s`` seconds.
+        """
+        validate_observation(obs, needed=lambda model: layer_keys(model, self.layer, bias=False))
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.config.time_budget_s)
         name, mod = linear_layer(obs.model, self.layer)
         wkey, bkey = f"{name}.weight", f"{name}.bias"
         if wkey not in obs.gradients:
@@ -283,7 +293,9 @@ class CpaAttack:
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
                     deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
-        deadline = resolve_deadline(deadline, time_budget_s)
+        validate_observation(obs, needed=lambda model: layer_keys(model, self.layer, bias=False),
+                             finite=False)  # the values: in recover_layer_inputs
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.config.time_budget_s)
         spec = obs.data_spec
         name, mod = linear_layer(obs.model, self.layer)
         if self._source_shape(mod, spec) is None:

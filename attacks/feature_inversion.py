@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.base import AttackNotApplicable, DataSpec
+from attacks.base import AttackNotApplicable, DataSpec, ObservationError, check_budget, default_deadline
 from attacks.progress import LoopMonitor, intra_op_threads
 from attacks.priors import total_variation
 
@@ -78,11 +78,27 @@ class FeatureInversion:
     check_every: int = 50         # how often the deadline is looked at
     threads: int | None = None    # intra-op threads during the loop (None: PyTorch's setting)
     progress: bool = True
+    time_budget_s: float | None = 3600.0  # seconds a call without a deadline may run (None: no limit)
+
+    def __post_init__(self) -> None:
+        self.time_budget_s = check_budget(self.time_budget_s)
 
     def invert(self, model: nn.Module, layer: str, features: Tensor, spec: DataSpec, *,
                generator: torch.Generator, deadline: float | None = None,
                init: Tensor | None = None) -> tuple[Tensor, dict]:
-        """Images (B, *spec.shape) in model-input space whose ``layer`` inputs match ``features``."""
+        """Images (B, *spec.shape) in model-input space whose ``layer`` inputs match ``features``.
+
+        ``features``: a finite float tensor, one row per sample. Without a ``deadline`` the loop
+        stops after ``time_budget_s`` seconds.
+        """
+        if not isinstance(features, Tensor) or features.dtype not in (torch.float32, torch.float64) \
+                or features.dim() < 2 or features.shape[0] < 1:
+            raise ObservationError(
+                f"features must be a float32/float64 torch.Tensor with one row per sample, got "
+                f"{type(features).__name__} {getattr(features, 'dtype', '')} {tuple(getattr(features, 'shape', ()))}")
+        if not torch.isfinite(features).all():
+            raise ObservationError("features have non-finite entries (NaN/Inf)")
+        deadline = default_deadline(deadline, self.time_budget_s)
         with intra_op_threads(self.threads):
             return self._invert(model, layer, features, spec, generator=generator, deadline=deadline,
                                 init=init)

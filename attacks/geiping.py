@@ -36,7 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
+from attacks.base import (AttackNotApplicable, DataSpec, Observation, ObservationError, Reconstruction,
+                          check_budget, default_deadline, resolve_deadline, validate_observation)
 from attacks.labels import assign_labels, batch_size_from_rank, recover_labels
 from attacks.priors import total_variation
 
@@ -67,6 +68,7 @@ class GeipingConfig:
     label_probes: int = 64
     threads: int | None = None              # torch intra-op threads while attacking (None: as is)
     progress: bool = True
+    time_budget_s: float | None = 3600.0    # seconds a call without a deadline may run (None: no limit)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
@@ -85,6 +87,9 @@ class GeipingConfig:
             raise ValueError(f"indices must be def, top<k>, first<k> or last<k>, got {self.indices!r}")
         if self.max_iterations < 1 or self.restarts < 1:
             raise ValueError("max_iterations and restarts must be >= 1")
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ValueError(f"threads={self.threads!r}: must be >= 1, or None for PyTorch's setting")
+        self.time_budget_s = check_budget(self.time_budget_s)
         self.lr_milestones = tuple(float(f) for f in self.lr_milestones)
 
 
@@ -297,9 +302,19 @@ class GeipingAttack:
 
         Later restarts start from fresh draws of ``generator``. Past ``deadline`` (an absolute
         ``time.monotonic()``; or ``time_budget_s`` seconds from the call) the best restart so far is
-        returned with status "partial".
+        returned with status "partial"; with neither, after the config's own ``time_budget_s``.
         """
-        deadline = resolve_deadline(deadline, time_budget_s)
+        validate_observation(obs)
+        if init is not None:
+            if not isinstance(init, torch.Tensor) or not init.is_floating_point():
+                raise ObservationError(f"init must be a floating-point torch.Tensor (B, *shape), got "
+                                       f"{type(init).__name__}")
+            if tuple(init.shape[1:]) != tuple(obs.data_spec.shape):
+                raise ObservationError(f"init has per-sample shape {tuple(init.shape[1:])}, the data "
+                                       f"{tuple(obs.data_spec.shape)}")
+            if not torch.isfinite(init).all():
+                raise ObservationError("init has non-finite entries (NaN/Inf)")
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.cfg.time_budget_s)
         prev_threads = torch.get_num_threads()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))

@@ -100,6 +100,13 @@ def numerical_rank(singular_values: torch.Tensor, dtype: torch.dtype,
     return int((S > rel_tol * S[0]).sum())
 
 
+def layer_keys(model: nn.Module, layer: str | None, *, bias: bool) -> set[str]:
+    """Gradient keys of the attacked layer (``layer`` or the first nn.Linear): its weight, and its
+    bias when ``bias`` (an attack that needs it) and the layer has one."""
+    name, mod = linear_layer(model, layer)
+    return {f"{name}.weight"} | ({f"{name}.bias"} if bias and mod.bias is not None else set())
+
+
 def layer_gradients(gradients, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias gradient of the attacked layer from an Observation's gradient mapping."""
     wkey, bkey = f"{name}.weight", f"{name}.bias"
@@ -122,4 +129,4 @@ def layer_gradients(gradients, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return gw, gb
 
 
-__all__ = ["linear_layer", "followed_by_relu", "relu_linear_layer", "layer_gradients", "numerical_rank"]
+__all__ = ["linear_layer", "layer_keys", "followed_by_relu", "relu_linear_layer", "layer_gradients", "numerical_rank"]

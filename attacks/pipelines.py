@@ -30,12 +30,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
+from attacks.base import (AttackNotApplicable, DataSpec, Observation, Reconstruction, check_budget,
+                          default_deadline, resolve_deadline, validate_observation)
 from attacks.feature_inversion import FeatureInversion
 from attacks.geiping import GeipingAttack
-from attacks.layers import linear_layer
+from attacks.layers import layer_keys, linear_layer
 from attacks.progress import intra_op_threads
 from attacks.spear.precision import dtype_tolerances
+
 
 
 def _scalars(prefix: str, diag: dict) -> dict:
@@ -76,13 +78,15 @@ class FeaturePipeline:
     requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, stage1, fi: FeatureInversion, refine=None, threads: int | None = None,
-                 name: str | None = None):
+                 name: str | None = None, time_budget_s: float | None = 3600.0):
         self.stage1 = stage1
         self.fi = fi
         self.refine = refine
         self.threads = threads  # intra-op threads for all stages (None: PyTorch's setting)
         if name is not None:
             self.name = str(name)
+        # seconds a reconstruct call without a deadline may run, all stages together (None: no limit)
+        self.time_budget_s = check_budget(time_budget_s)
         # the pipeline needs what its parts need (instance attribute shadows the class default)
         self.requires = frozenset(getattr(stage1, "requires", frozenset())) | frozenset(
             getattr(refine, "requires", frozenset()) if refine is not None else frozenset())
@@ -99,9 +103,18 @@ class FeaturePipeline:
         if self.refine is not None and hasattr(self.refine, "prepare"):
             self.refine.prepare(model, data_spec)
 
+    def _needed(self, model: nn.Module) -> set[str]:
+        """Gradients the stages need: the attacked layer's (stage 1), every trainable parameter's
+        when a refinement matches the whole gradient."""
+        keys = layer_keys(model, getattr(self.stage1, "layer", None), bias=True)
+        if self.refine is not None:
+            keys |= {n for n, p in model.named_parameters() if p.requires_grad}
+        return keys
+
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
                     deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
-        deadline = resolve_deadline(deadline, time_budget_s)
+        validate_observation(obs, needed=self._needed)
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.time_budget_s)
         with intra_op_threads(self.threads):
             return self._reconstruct(obs, generator, deadline)
 

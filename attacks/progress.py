@@ -42,12 +42,14 @@ class LoopMonitor:
 
 @contextmanager
 def intra_op_threads(n: int | None):
-    """Run the block with ``n`` intra-op threads (None/0: leave PyTorch's setting), then restore.
+    """Run the block with ``n`` intra-op threads (None: leave PyTorch's setting), then restore.
 
     The optimisation loops here run thousands of steps on small tensors; on a loaded 2-core machine
     two threads made them 6-17x slower than one (synchronisation, not arithmetic, dominates).
     """
-    if not n:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"threads={n!r}: must be an integer >= 1, or None for PyTorch's setting")
+    if n is None:
         yield
         return
     old = torch.get_num_threads()

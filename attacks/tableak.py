@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
+from attacks.base import (AttackNotApplicable, DataSpec, Observation, Reconstruction, check_budget,
+                          default_deadline, resolve_deadline, validate_observation)
 from attacks.progress import LoopMonitor
 
 _ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
@@ -60,6 +61,7 @@ class TabLeakConfig:
     dtype: str = "float32"
     num_threads: int | None = 1        # torch intra-op threads while attacking (None: leave as is)
     progress: bool = True
+    time_budget_s: float | None = 3600.0  # seconds a call without a deadline may run (None: no limit)
 
 
 def _require_tabular(spec: DataSpec) -> None:
@@ -274,6 +276,10 @@ class TabLeakAttack:
         self.config = TabLeakConfig(**config)
         if name is not None:
             self.name = str(name)  # the row label (conf/attack/*.yaml `name:`)
+        threads = self.config.num_threads
+        if threads is not None and (isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"num_threads={threads!r}: must be >= 1, or None for PyTorch's setting")
+        self.config.time_budget_s = check_budget(self.config.time_budget_s)
         if self.config.pooling not in ("median+softmax", "best"):
             raise ValueError(f"pooling must be 'median+softmax' or 'best', got {self.config.pooling!r}")
 
@@ -282,7 +288,8 @@ class TabLeakAttack:
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
                     deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
-        deadline = resolve_deadline(deadline, time_budget_s)
+        validate_observation(obs)
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.config.time_budget_s)
         threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(int(self.config.num_threads))

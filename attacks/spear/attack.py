@@ -6,8 +6,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
-from attacks.layers import layer_gradients, linear_layer, relu_linear_layer
+from attacks.base import (AttackNotApplicable, DataSpec, Observation, Reconstruction, default_deadline,
+                          resolve_deadline, validate_observation)
+from attacks.layers import layer_gradients, layer_keys, linear_layer, relu_linear_layer
 from attacks.spear.config import DTYPE, SpearConfig
 from attacks.spear.engine import SpearResult, spear_core
 from attacks.spear.finders import FINDERS
@@ -65,12 +66,20 @@ class SpearAttack:
             "al.; see docs/api.md). From the command line: attack.features_only=true or "
             "attack=spear_fi_geiping")
 
+    def _needed(self, model: nn.Module) -> set[str]:
+        return layer_keys(model, self.layer, bias=True)  # the attacked layer's weight and bias
+
     def recover_layer_inputs(
         self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None,
         time_budget_s: float | None = None,
     ) -> SpearResult:
-        """Inputs of the attacked layer (pixels for the first layer, features deeper in)."""
-        deadline = resolve_deadline(deadline, time_budget_s)
+        """Inputs of the attacked layer (pixels for the first layer, features deeper in).
+
+        With neither ``deadline`` nor ``time_budget_s`` the search stops after the config's own
+        ``time_budget_s`` seconds.
+        """
+        validate_observation(obs, needed=self._needed)
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.config.time_budget_s)
         name, mod = relu_linear_layer(obs.model, self.layer)
         dW, db = layer_gradients(obs.gradients, name)
         meta = obs.update_meta or {}
@@ -115,8 +124,10 @@ class SpearAttack:
         time_budget_s: float | None = None,
     ) -> Reconstruction:
         """Recover the batch. ``deadline``: absolute ``time.monotonic()``; ``time_budget_s``:
-        seconds from now (the earlier counts). Inputs come back in model-input space."""
-        deadline = resolve_deadline(deadline, time_budget_s)
+        seconds from now (the earlier counts; neither: the config's ``time_budget_s``). Inputs come
+        back in model-input space."""
+        validate_observation(obs, needed=self._needed, finite=False)  # the values: in recover_layer_inputs
+        deadline = default_deadline(resolve_deadline(deadline, time_budget_s), self.config.time_budget_s)
         spec = obs.data_spec
         self._check_inputs(*linear_layer(obs.model, self.layer), spec)  # before any search
         res = self.recover_layer_inputs(obs, generator=generator, deadline=deadline)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from attacks.spear.finders import FINDERS
 from attacks.spear.precision import DTYPE, degenerate_ratio, dtype_tolerances  # noqa: F401  (re-exported)
+from attacks.base import check_budget
 
 
 @dataclass
@@ -92,8 +93,16 @@ class SpearConfig:
     # torch threads while SPEAR runs (None: leave torch's setting)
     threads: int | None = None
     progress: bool = True
+    # seconds a reconstruct call without a deadline may run (None: no default deadline)
+    time_budget_s: float | None = 3600.0
 
     def __post_init__(self) -> None:
+        self.time_budget_s = check_budget(self.time_budget_s, "attack.time_budget_s")
+        for key in ("threads", "max_proposals", "proposals_per_step"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"attack.{key}={v!r}: must be an integer >= 1, or null "
+                                 f"({'no cap besides the deadline' if key == 'max_proposals' else 'the default'})")
         if self.search not in FINDERS:  # the one check of the finder's name (finders/__init__.py)
             raise ValueError(f"attack.search={self.search!r}: use one of "
                              f"{', '.join(repr(k) for k in FINDERS)}")

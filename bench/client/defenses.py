@@ -31,8 +31,8 @@ def prune(update: dict[str, Tensor], keep: float) -> dict[str, Tensor]:
 
 
 def quantize(update: dict[str, Tensor], bits: int) -> dict[str, Tensor]:
-    if int(bits) < 2:
-        raise ValueError(f"defense.bits={bits}: need at least 2 bits (sign and one level)")
+    if not 2 <= int(bits) <= 64:
+        raise ValueError(f"defense.bits={bits}: need 2 to 64 bits (2: sign and one level)")
     levels = 2 ** (int(bits) - 1) - 1
     out = {}
     for n, g in update.items():

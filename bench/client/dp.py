@@ -54,6 +54,12 @@ def dp_sgd_gradient(model: nn.Module, inputs: Tensor, labels: Tensor, loss_fn, *
     Noise is drawn on the CPU from ``generator`` (float64) and moved to the gradient's device, so
     a seed gives the same update on every machine.
     """
+    if not 0 < float(clip) < math.inf:
+        raise ValueError(f"defense.clip={clip!r}: the clipping norm C must be a finite number > 0 "
+                         "(C <= 0 would flip or zero every per-sample gradient)")
+    if not 0 <= float(noise_multiplier) < math.inf:
+        raise ValueError(f"defense.noise_multiplier={noise_multiplier!r}: sigma must be a finite number "
+                         ">= 0 (0: no noise)")
     B = inputs.shape[0]
     clipped, norms = clip_per_sample(per_sample_gradients(model, inputs, labels, loss_fn), clip)
     std = float(noise_multiplier) * float(clip)

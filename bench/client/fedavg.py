@@ -11,6 +11,7 @@ reproduces it exactly.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,9 @@ def fedavg_update(model: nn.Module, inputs: Tensor, labels: Tensor, loss_fn, *, 
                   local_batch: int, lr: float, shuffle: bool = False, seed: int = 0
                   ) -> tuple[dict[str, Tensor], int]:
     """(ΔW keyed by parameter name, number of local steps). ``model`` itself is left unchanged."""
+    if not 0 < float(lr) < math.inf:
+        raise ValueError(f"defense.lr={lr!r}: the local learning rate must be a finite number > 0 "
+                         "(lr <= 0 is no training or gradient ascent)")
     local = copy.deepcopy(model)
     params = dict(local.named_parameters())
     before = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
@@ -54,7 +58,10 @@ def update_as_gradient(delta: dict[str, Tensor], *, lr: float | None, steps: int
     """What the server attacks: ``−ΔW / (lr · steps)`` (the mean local gradient; equal to the
     FedSGD gradient for one full-batch step) when it knows ``lr``, else ``−ΔW`` (the same
     direction; SPEAR and cosine-matching attacks are invariant to the scale)."""
-    scale = -1.0 / (float(lr) * steps) if lr else -1.0
+    if lr is not None and not 0 < float(lr) < math.inf:
+        raise ValueError(f"defense.lr={lr!r}: must be a finite number > 0, or None when the server does "
+                         "not know it")
+    scale = -1.0 / (float(lr) * steps) if lr is not None else -1.0
     return {n: d * scale for n, d in delta.items()}
 
 

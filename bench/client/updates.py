@@ -79,7 +79,7 @@ def fedavg(model: nn.Module, inputs: Tensor, labels: Tensor, loss_fn, *, seed: i
     """FedAvg (bench/client/fedavg.py, or a Flower client): local SGD epochs; the server sees the
     weight update, converted to gradient units when it knows the learning rate."""
     B = int(inputs.shape[0])
-    lb = int(local_batch or B)
+    lb = B if local_batch is None else int(local_batch)  # null: the whole batch
     kw = dict(epochs=int(epochs), local_batch=lb, lr=float(lr), shuffle=bool(shuffle), seed=int(seed))
     if client == "flower":
         from bench.client.flower import flower_update  # Flower (optional extra) loads in 0.5 s: only when asked
@@ -102,6 +102,8 @@ def aggregate(model: nn.Module, inputs: Tensor, labels: Tensor, loss_fn, *, seed
     """Secure aggregation: the sum of ``clients`` clients' FedSGD gradients over equal shares of
     ``inputs`` (the runner draws ``clients × B`` samples, :func:`bench.client.batches.select_update_batch`)."""
     B, K = int(inputs.shape[0]), int(clients)
+    if K < 1:
+        raise ValueError(f"defense.clients={K}: secure aggregation needs at least one client")
     if B % K:
         raise ValueError(f"aggregate: {B} samples do not split over {K} clients")
     per = B // K

@@ -56,7 +56,9 @@ def load_rows(results: Path, experiment: str, profile: str | None = None) -> pd.
             f"({how_to_run(experiment)})")
     df = pd.DataFrame(list(read_rows(files)))
     if df.empty:
-        raise ValueError(f"no readable rows in {results / 'raw' / experiment} (every line was skipped)")
+        raise ValueError(f"no result rows in {results / 'raw' / experiment}: its {len(files)} file(s) hold no "
+                         f"valid row (every line was skipped, see the warnings); run the experiment again "
+                         f"({how_to_run(experiment)})")
     if profile is not None and "profile" in df:
         found = sorted(set(df["profile"].dropna().astype(str)))
         df = df[df["profile"] == profile]

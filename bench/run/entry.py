@@ -61,8 +61,9 @@ def _main(cfg: DictConfig) -> None:
     finally:
         logger.finish(failed=failed)
     if failed:
-        msg = (f"every batch of {runner.run_id} is an error row; see error_msg in {path} "
-               f"(rerun to retry them)")
+        retry = ("rerun to retry them" if runner.cfg.get("retry_errors", True) else
+                 "retry_errors=false keeps them; rerun with retry_errors=true to recompute them")
+        msg = f"every batch of {runner.run_id} is an error row; see error_msg in {path} ({retry})"
         if _multirun():  # let the sweep's other jobs run; hydra fails the sweep at its end
             raise RuntimeError(msg)
         print(f"error: {msg}", file=sys.stderr)

@@ -55,14 +55,57 @@ def _load_weights(model: nn.Module, weights: str | None) -> nn.Module:
     return model
 
 
-def weights_state(weights: str | None) -> str:
-    """``untrained`` or ``trained:<sha256 of the weights file>`` for result rows."""
+def weights_state(weights: str | None, factory=None, *, input_shape=None, num_classes: int | None = None
+                  ) -> str:
+    """``untrained`` or ``trained:<sha256 of the weights file>`` for result rows.
+
+    The file is read once and checked as the run starts: it must load as a state_dict of finite
+    tensors (``torch.load(weights_only=True)``) and, given the model's ``factory`` (called with
+    ``weights=None`` on the meta device, no memory), hold exactly its parameter names and shapes.
+    Anything else raises ``ConfigError`` naming ``model.weights`` and the path, so that a corrupt
+    or foreign file stops the run at once instead of failing every batch.
+    """
     if not weights:
         return "untrained"
     import hashlib
+    import io
     from pathlib import Path
 
-    return "trained:" + hashlib.sha256(Path(weights).expanduser().read_bytes()).hexdigest()
+    from bench.run.config_check import ConfigError
+
+    path = Path(weights).expanduser()
+    key = f"model.weights={weights!r} ({path})"
+    if not path.is_file():
+        raise ConfigError(f"{key}: file not found; put a state_dict saved with torch.save there, or set "
+                          "model.weights=null for the untrained network")
+    data = path.read_bytes()
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated zip, a foreign pickle, not a torch file at all
+        raise ConfigError(f"{key}: not a readable state_dict ({type(exc).__name__}: {exc}); save one "
+                          "with torch.save(model.state_dict(), path)") from None
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ConfigError(f"{key}: holds a {type(state).__name__}, not a state_dict (a non-empty mapping of "
+                          "parameter names to tensors)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ConfigError(f"{key}: tensors {bad[:3]} hold NaN or Inf")
+    if factory is not None:
+        import functools
+
+        with torch.device("meta"):
+            expected = functools.partial(factory, weights=None)(
+                input_shape=input_shape, num_classes=num_classes).state_dict()
+        missing = [k for k in expected if k not in state]
+        extra = [k for k in state if k not in expected]
+        shapes = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+        if missing or extra or shapes:
+            raise ConfigError(
+                f"{key}: does not fit the model (missing {missing[:3]}, unexpected {extra[:3]}, "
+                f"shapes {shapes[:3]}); check model.* (channels, hidden, classes) against the file")
+    return "trained:" + hashlib.sha256(data).hexdigest()
 
 
 def small_cnn(input_shape, num_classes: int, channels=(16, 32), hidden: int = 256,

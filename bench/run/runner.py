@@ -72,7 +72,16 @@ def _without_runtime(node):
 def semantic_config(cfg: DictConfig) -> dict:
     """The part of the config that can change a row: :data:`SEMANTIC_KEYS` without :data:`RUNTIME_KEYS`."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    return _without_runtime({k: c.get(k) for k in SEMANTIC_KEYS})
+    sem = _without_runtime({k: c.get(k) for k in SEMANTIC_KEYS})
+    if sem.get("time_budget_s") is not None:  # the run's deadline: the attacks' own default is unused
+        sem["attack"] = _without_key(sem.get("attack"), "time_budget_s")
+    return sem
+
+
+def _without_key(node, key: str):
+    if isinstance(node, dict):
+        return {k: _without_key(v, key) for k, v in node.items() if k != key}
+    return node
 
 
 def data_identity(source) -> dict:
@@ -192,12 +201,9 @@ class Runner:
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         model_cfg.pop("name", None)  # a label for rows and tables, not a constructor argument
         self.model_factory = instantiate(model_cfg, _partial_=True)
-        weights = cfg.model.get("weights")
-        try:
-            self.model_state = weights_state(weights)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"model.weights={weights!r}: file not found ({exc}); put a state_dict "
-                              f"there or set model.weights=null") from None
+        # read and checked once, here: a missing, corrupt or foreign file is exit 2 naming it
+        self.model_state = weights_state(cfg.model.get("weights"), self.model_factory,
+                                         input_shape=self.spec.shape, num_classes=self.spec.num_classes)
         # The file (run_id) is named by the semantic config; the resume key (config_hash) also
         # covers the data's identity and the weights' content, so a change of either recomputes the
         # rows into the same file (the newest row of a batch wins in tables). setting_hash: the same

@@ -13,8 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import bench.run.runner
-from bench.run.config_check import ConfigError
+from bench.client import LOSSES
 from bench.record.rows import config_hash, read_rows
+from bench.run.config_check import ConfigError, validate_config
 from bench.run.runner import Runner, check_profile, run_paths, semantic_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +52,7 @@ def test_experiment_composes_under_its_profile(experiment, profile):
             cfg = _compose(ov)
             OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
             check_profile(cfg)
+            validate_config(cfg, losses=LOSSES)  # every value within its declared range
             assert cfg.name in (experiment, "table1") and cfg.profile == profile
             assert int(cfg.batch_size) >= 1 and int(cfg.n_batches) >= 1
             assert "_target_" in cfg.attack and "_target_" in cfg.model
