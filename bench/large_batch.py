@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.plots import _col, _plt, _save, exact, load, wilson
+from bench.plots import _col, _plt, _save, error_bars, exact, load, wilson
 
 METHODS = {"spear": "SPEAR (uniform sampling)", "spear-dictionary": "dictionary learning (l1 on the sphere)",
            "spear+geiping": "SPEAR + Geiping prior"}
@@ -105,7 +105,7 @@ def plot(res: pd.DataFrame, out: Path) -> Path:
         g = g.sort_values("b")
         lo, hi = wilson(g["exact"], g["n"])
         ax.errorbar(g["b"] + shift.get(method, 0.0), g["exact_share"],
-                    yerr=[g["exact_share"] - lo, hi - g["exact_share"]], fmt="none",
+                    yerr=error_bars(g["exact_share"], lo, hi), fmt="none",
                     ecolor=colors[width], alpha=0.35, capsize=2)
         ax.plot(g["b"] + shift.get(method, 0.0), g["exact_share"], styles.get(method, "-"), marker=marks.get(method, "x"),
                 color=colors[width], label=f"{METHODS.get(method, method)}, m={width}")

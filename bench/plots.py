@@ -1,4 +1,5 @@
-"""The paper's figures (REFERENCE §6), regenerated from result rows only.
+"""The figures of the SPEAR paper (Dimitrov et al., NeurIPS 2024, arXiv 2403.03945), regenerated
+from result rows only.
 
 ``python -m bench.plots --profile quick`` (``make figures``) reads results/raw/fig_*/*.jsonl and
 writes results/figures/<figure>.{png,pdf,csv} (the CSV holds exactly the plotted numbers):
@@ -57,13 +58,33 @@ def expected_proposals(B) -> np.ndarray:
 
 
 def wilson(k: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a binomial proportion k/n."""
+    """95% Wilson score interval ``(lo, hi)`` of a binomial proportion k/n, with
+    ``0 <= lo <= k/n <= hi <= 1`` exactly.
+
+    The score interval contains its estimate in exact arithmetic, but in floating point its ends
+    can land an ulp on the wrong side of it (k = 0, n = 11: lo = 2.8e-17 > 0 = k/n), which made an
+    error bar negative. The ends are therefore taken as ``min(formula, k/n)`` and
+    ``max(formula, k/n)``, then clipped to [0, 1]: at k = 0 the lower end is exactly 0, at k = n
+    the upper end exactly 1. Points with n = 0 give NaN.
+    """
     k, n = np.asarray(k, float), np.asarray(n, float)
-    p = np.where(n > 0, k / np.maximum(n, 1), np.nan)
-    den = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
+        den = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / den
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
+    lo = np.clip(np.fmin(centre - half, p), 0, 1)
+    hi = np.clip(np.fmax(centre + half, p), 0, 1)
+    return np.where(np.isnan(p), np.nan, lo), np.where(np.isnan(p), np.nan, hi)
+
+
+def error_bars(estimate, lo, hi) -> np.ndarray:
+    """``yerr`` for matplotlib's errorbar: the (2, N) distances from the estimate down to ``lo``
+    and up to ``hi``, clipped at zero (an estimate rescaled apart from its interval, e.g. a
+    percentage computed as ``100 * k / n`` beside ``100 * lo``, may differ from it by an ulp)."""
+    est = np.asarray(estimate, float)
+    return np.vstack([np.maximum(est - np.asarray(lo, float), 0.0),
+                      np.maximum(np.asarray(hi, float) - est, 0.0)])
 
 
 # ---------------------------------------------------------------------- rows
@@ -150,7 +171,7 @@ def plot_failure_width(df: pd.DataFrame, out: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (B, g) in enumerate(t.groupby("batch_size")):
         c = colors[i % len(colors)]
-        err = np.vstack([g["p_fail"] - g["ci_lo"], g["ci_hi"] - g["p_fail"]])
+        err = error_bars(g["p_fail"], g["ci_lo"], g["ci_hi"])
         ax.errorbar(g["width"], g["p_fail"], yerr=err, color=c, marker="o", capsize=3, lw=1.8,
                     label=f"B={B} measured ({_n(g)} batches per point, 95% CI)")
         ms = np.arange(max(int(B) + 1, int(t["width"].min())), int(t["width"].max()) + 1)
@@ -245,7 +266,7 @@ def plot_two_stage(df: pd.DataFrame, out: Path) -> Path:
     for (m, stage), g in t.groupby(["width", "second_stage"]):
         mk, ls, lab = style[bool(stage)]
         c = colors[bool(stage)][widths.index(int(m)) % 3]
-        err = np.vstack([g["accuracy_pct"] - g["ci_lo_pct"], g["ci_hi_pct"] - g["accuracy_pct"]])
+        err = error_bars(g["accuracy_pct"], g["ci_lo_pct"], g["ci_hi_pct"])
         swaps = g["mean_swaps"].mean()
         ax.errorbar(g["batch_size"] + (0.08 if stage else -0.08), g["accuracy_pct"], yerr=err, color=c,
                     marker=mk, ls=ls, capsize=3, lw=1.8,
