@@ -13,6 +13,8 @@ HYDRA_ARGS ?=
 LAUNCHER ?=# hydra launcher for the sweeps, e.g. slurm (a SLURM cluster) or slurm_local (make slurm-local)
 override HYDRA_ARGS := $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) $(HYDRA_ARGS)
 export WANDB_SILENT ?= true
+# the report: tables, figures and results/index.html from rows (bench/report)
+REPORT = $(BIN)/python -m bench.report
 
 .DEFAULT_GOAL := help
 
@@ -41,31 +43,31 @@ test-smoke: ## run every reproduce-*/figures/perf target with PROFILE=smoke into
 test-all: ## every test, slow and data ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
-reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720 (PROFILE=smoke|quick|paper|paper_spear, RESULTS=dir, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
+reproduce-table1: ## Table 1 on MNIST, CIFAR-10, TinyImageNet, ImageNet 224/720, and its main comparison with CI-Net (PROFILE=smoke|quick|paper|paper_spear, RESULTS=dir, LOGGER=none|wandb, LAUNCHER=slurm|slurm_local)
 	$(BIN)/python -m bench.run --multirun experiment=table1 profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
-	$(BIN)/python -m bench.tables --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
-	$(BIN)/python -m bench.figures --experiment table1 --profile $(PROFILE) $(if $(filter paper_spear,$(PROFILE)),--attacks spear)
+	$(if $(wildcard conf/budget/table1_ci_net/$(PROFILE).yaml),$(BIN)/python -m bench.run --multirun experiment=table1_ci_net profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS))
+	$(REPORT) --experiment table1 --profile $(PROFILE) $(if $(filter wandb,$(LOGGER)),--wandb)
 
 weights: ## download torchvision's AlexNet weights for LPIPS into ~/.cache/torch/hub/checkpoints (needs a network) and check them
-	$(BIN)/python -m bench.lpips_metric --download
+	$(BIN)/python -m bench.scoring.lpips_metric --download
 
 reproduce-tabular: ## SPEAR beside TabLeak on UCI Adult, FCNN [100, 100, 2] -> results/tables/tabular.* (PROFILE=smoke|quick|paper, RESULTS=dir)
 	$(BIN)/python -m bench.run --multirun experiment=tabular profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
-	$(BIN)/python -m bench.tables --experiment tabular --profile $(PROFILE)
+	$(REPORT) --experiment tabular --profile $(PROFILE)
 
 reproduce-cnn: ## CNN table: Geiping, CPA+FI+Geiping, SPEAR+FI+Geiping (LPIPS, feature sim) -> results/tables/cnn.* (PROFILE=smoke|quick|paper, RESULTS=dir)
 	$(BIN)/python -m bench.run --multirun experiment=cnn profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
-	$(BIN)/python -m bench.tables --experiment cnn --profile $(PROFILE)
+	$(REPORT) --experiment cnn --profile $(PROFILE)
 
 DEFENSES := dp fedavg depth label_homogeneous
 reproduce-defenses: ## defenses and protocols: DP-SGD, FedAvg, attacked depth, label-homogeneous batches -> results/tables/{dp,fedavg,depth,labels}.*, results/figures/fig_{dp,fedavg,depth}.* (PROFILE=smoke|quick|paper, RESULTS=dir)
 	set -e; for e in $(DEFENSES); do \
 	  $(BIN)/python -m bench.run --multirun experiment=$$e profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS); done
-	$(BIN)/python -m bench.defense_report --profile $(PROFILE)
+	$(REPORT) --experiment $(DEFENSES) --profile $(PROFILE)
 
 reproduce-large-batch: ## large batches: SPEAR, dictionary learning, SPEAR+Geiping, b x width -> results/tables/large_batch.*, results/figures/fig_large_batch.* (PROFILE=smoke|quick|paper, RESULTS=dir)
 	$(BIN)/python -m bench.run --multirun experiment=large_batch profile=$(PROFILE) logger=$(LOGGER) $(HYDRA_ARGS)
-	$(BIN)/python -m bench.large_batch --profile $(PROFILE)
+	$(REPORT) --experiment large_batch --profile $(PROFILE)
 
 FIGURES := fig_failure_width fig_sampling fig_two_stage fig_teaser
 JOBS ?= 2
@@ -73,7 +75,10 @@ figures: ## the paper's figures from rows: failure vs width, sampling cost vs B,
 	set -e; for e in $(FIGURES); do \
 	  $(BIN)/python -m bench.run --multirun experiment=$$e profile=$(PROFILE) logger=$(LOGGER) \
 	    $(if $(LAUNCHER),,hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(HYDRA_ARGS); done
-	$(BIN)/python -m bench.plots --profile $(PROFILE)
+	$(REPORT) --experiment $(FIGURES) --profile $(PROFILE)
+
+report: ## every table and figure for which rows exist, and the page results/index.html (all profiles; PROFILE=... on the command line keeps one; RESULTS=dir)
+	$(REPORT) $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE))
 
 perf-spear: ## SPEAR exactness, time and proposals for b = 8..28 at width 200 (PERF_ARGS="--search sampling --threads 1 --json f.json ...")
 	$(BIN)/python -m bench.perf.spear $(PERF_ARGS)
@@ -88,7 +93,7 @@ data: ## download MNIST and CIFAR-10 through torchvision (needs a network)
 	$(BIN)/python -m datasets.download
 
 clean: ## remove generated results, hydra outputs and caches
-	rm -rf outputs multirun $(RESULTS)/raw $(RESULTS)/tables $(RESULTS)/figures .pytest_cache
+	rm -rf outputs multirun $(RESULTS)/raw $(RESULTS)/tables $(RESULTS)/figures $(RESULTS)/report $(RESULTS)/index.html .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-smoke test-all figures reproduce-defenses reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn reproduce-large-batch perf-spear data clean
+.PHONY: help install test test-smoke test-all report figures reproduce-defenses reproduce-table1 slurm-local slurm-local-stop weights reproduce-tabular reproduce-cnn reproduce-large-batch perf-spear data clean

@@ -3,6 +3,10 @@
 
     .venv/bin/python scripts/compare_rows.py RESULTS_A RESULTS_B --experiment table1 [--profile quick]
     .venv/bin/python scripts/compare_rows.py RESULTS_A --experiment table1      # duplicates only
+    .venv/bin/python scripts/compare_rows.py OLD NEW --experiment table1 --by-setting
+
+--by-setting keys rows by what they ran (attack, dataset, precision, sizes, defense parameters,
+batch) instead of the config hash: for two versions of the code whose config hashes differ.
 
 RESULTS_* are results folders (what SPEAR_RESULTS points at: rows in raw/<experiment>/*.jsonl).
 Rows are keyed by (attack, dataset, config_hash, batch_index). Checked: no key appears twice in a
@@ -24,18 +28,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.rows import read_rows  # noqa: E402
+from bench.record.rows import read_rows  # noqa: E402
 
 EXACT = ("status", "sample_ids", "true_labels", "data_source", "batch_size")
 CLOSE = ("psnr_mean", "psnr_min", "exact_fraction", "label_acc", "lpips_mean", "feature_cosine")
 PSNR = ("psnr_mean", "psnr_min")
 
 
-def key(row: dict) -> tuple:
-    return (row.get("attack"), row.get("dataset"), row.get("config_hash"), row.get("batch_index"))
+SETTING = ("dtype", "model", "width", "depth", "batch_size", "defense", "label_homogeneous",
+           "labels_known", "batch_size_known", "diag_attacked_layer", "diag_second_stage")
 
 
-def load(results: Path, experiment: str, profile: str | None) -> tuple[dict, Counter]:
+def key(row: dict, by_setting: bool = False) -> tuple:
+    if not by_setting:
+        return (row.get("attack"), row.get("dataset"), row.get("config_hash"), row.get("batch_index"))
+    setting = tuple((f, str(row.get(f))) for f in SETTING if f in row)
+    setting += tuple(sorted((f, str(v)) for f, v in row.items() if f.startswith("defense_")))
+    return (row.get("attack"), row.get("dataset"), setting, row.get("batch_index"))
+
+
+def load(results: Path, experiment: str, profile: str | None, by_setting: bool = False) -> tuple[dict, Counter]:
     files = sorted((results / "raw" / experiment).glob("*.jsonl"))
     if not files:
         raise SystemExit(f"no rows: {results / 'raw' / experiment}/*.jsonl")
@@ -44,8 +56,8 @@ def load(results: Path, experiment: str, profile: str | None) -> tuple[dict, Cou
     for row in read_rows(files):
         if profile is not None and row.get("profile") != profile:
             continue
-        counts[key(row)] += 1
-        rows[key(row)] = row
+        counts[key(row, by_setting)] += 1
+        rows[key(row, by_setting)] = row
     return rows, counts
 
 
@@ -93,10 +105,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tol", type=float, default=1e-6, help="relative tolerance of the metrics")
     ap.add_argument("--strict", action="store_true",
                     help="compare PSNRs above the exactness threshold too (bit-identical runs)")
+    ap.add_argument("--by-setting", action="store_true",
+                    help="key rows by their setting instead of the config hash (compare code versions)")
     args = ap.parse_args(argv)
     if len(args.results) > 2:
         ap.error("at most two results folders")
-    loaded = [load(r, args.experiment, args.profile) for r in args.results]
+    loaded = [load(r, args.experiment, args.profile, args.by_setting) for r in args.results]
     bad = False
     for name, (rows, counts) in zip("AB", loaded):
         dups = duplicates(counts)

@@ -6,7 +6,7 @@ from torch import nn
 
 from attacks.base import Observation
 from bench.client import cross_entropy, fedsgd_gradient
-from bench.models import build_model, fcnn
+from bench.run.models import build_model, fcnn
 from datasets import load_source, select_batch
 
 

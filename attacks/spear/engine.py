@@ -201,6 +201,7 @@ def _spear(W, b, dW, db, batch_size, generator, cfg, deadline, client_dtype, t0,
     diag["live_neurons"] = m_live
     threshold = max(math.ceil(cfg.tau * m_live), B - 1 + cfg.min_extra_zeros)
     diag["filter_threshold"] = threshold
+    diag.update(filter_tau=cfg.tau, filter_min_extra_zeros=cfg.min_extra_zeros)  # for the failure bound
     if B > 1 and m_live < threshold + 1:
         raise AttackNotApplicable(
             f"only {m_live} of {m} neurons are live (active for some sample) for batch size {B}: a "

@@ -28,8 +28,8 @@ import torch
 from attacks.base import Observation
 from attacks.spear import SpearAttack
 from bench.client import cross_entropy, fedsgd_gradient
-from bench.metrics import image_quality
-from bench.models import build_model, fcnn
+from bench.scoring.metrics import image_quality
+from bench.run.models import build_model, fcnn
 from datasets import load_source, select_batch
 
 

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from attacks.base import AttackNotApplicable, Reconstruction, check_requirements
-from bench.models import build_model, fcnn, small_cnn
+from bench.run.models import build_model, fcnn, small_cnn
 from datasets import load_source, select_batch
 from tests.helpers import observe
 

@@ -8,8 +8,8 @@ from scipy.optimize import linear_sum_assignment
 from attacks.base import AttackNotApplicable
 from attacks.cpa import CpaAttack, CpaConfig, cpa_core, resolve_sign_scale
 from attacks.feature_inversion import layer_input_fn
-from bench.metrics import image_quality
-from bench.models import build_model, small_cnn
+from bench.scoring.metrics import image_quality
+from bench.run.models import build_model, small_cnn
 from tests.helpers import observe, paper_fcnn, real_batch
 
 

@@ -6,8 +6,8 @@ import torch
 
 from attacks.base import AttackNotApplicable
 from attacks.feature_inversion import FeatureInversion, layer_input_fn
-from bench.metrics import image_quality
-from bench.models import build_model, small_cnn
+from bench.scoring.metrics import image_quality
+from bench.run.models import build_model, small_cnn
 from tests.helpers import real_batch
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from attacks.base import AttackNotApplicable, DataSpec, Observation
 from attacks.geiping import GeipingAttack, GeipingConfig, GradientMatcher, select_indices, total_variation
 from bench.client import cross_entropy
-from bench.metrics import image_quality
+from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
 
 CPU = torch.device("cpu")

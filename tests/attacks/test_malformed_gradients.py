@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 
 from attacks.base import AttackNotApplicable, check_gradients, check_requirements
 from attacks.layers import layer_gradients
-from bench.models import build_model, fcnn
+from bench.run.models import build_model, fcnn
 from tests.helpers import observe, real_batch
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

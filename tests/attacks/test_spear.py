@@ -7,7 +7,7 @@ from torch import nn
 
 from attacks.base import AttackNotApplicable, DataSpec, Observation
 from attacks.spear import SpearAttack, SpearConfig, spear_core
-from bench.metrics import image_quality
+from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
 
 

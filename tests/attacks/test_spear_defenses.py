@@ -98,8 +98,8 @@ def test_runner_row_records_the_defense_and_a_clear_status(tmp_path):
     from hydra import compose, initialize_config_dir
     from pathlib import Path
 
-    from bench.rows import read_rows
-    from bench.runner import Runner
+    from bench.record.rows import read_rows
+    from bench.run.runner import Runner
 
     conf = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
@@ -129,7 +129,7 @@ def test_noise_aware_l1_search_counts_a_noisy_direction_once():
     different zero sets differ by ~zero_tol, and counting each copy as a new candidate let the
     selection pick several copies of one sample (measured before the fix: 236 candidates after
     512 proposals, status failed, 10.9 dB; after: 47 candidates, 47 dB)."""
-    from bench.metrics import image_quality
+    from bench.scoring.metrics import image_quality
 
     spec, x01, y = real_batch("cifar10", 10, seed=0)
     model = paper_fcnn(spec, seed=0)

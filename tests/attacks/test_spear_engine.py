@@ -16,7 +16,7 @@ from attacks.spear.factorisation import full_svd, low_rank_factors, randomized
 from attacks.spear.filtering import Candidates
 from attacks.spear.finders import SearchState
 from attacks.spear.finders.l1 import L1Search, round_to_proposals
-from bench.metrics import image_quality
+from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
 
 

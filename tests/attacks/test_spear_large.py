@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 
@@ -12,7 +11,7 @@ from attacks.spear import SpearAttack, SpearConfig
 from attacks.spear.filtering import Candidates, refine, zero_mask
 from attacks.spear.finders import SearchState, make_finder
 from attacks.spear.finders.dictionary import DictionaryLearning, l1_sphere, null_space_round
-from bench.metrics import image_quality
+from bench.scoring.metrics import image_quality
 from tests.helpers import observe, paper_fcnn, real_batch
 
 
@@ -114,32 +113,3 @@ def test_geiping_guided_beats_uniform_sampling_cap():
     assert rec.diagnostics["proposals"] <= cap
     q = image_quality(spec.denormalize(rec.inputs), x01)
     assert q["psnr_min"] >= 100.0 and sorted(q["rec_for_true"]) == list(range(B))
-
-
-def test_large_batch_table_and_figure(tmp_path):
-    from bench.large_batch import summary, target_notes, wall, write
-    from bench.rows import make_row
-
-    rows = []
-    for attack, ok in (("spear", False), ("spear-dictionary", True), ("spear+geiping", True)):
-        for i in range(2):
-            rows.append(make_row(experiment="large_batch", profile="quick", batch_index=i,
-                                 config_hash=f"{attack}-64", attack=attack, width=1000, batch_size=64,
-                                 dataset="cifar10", data_source="stand-in:crops", model="fcnn", depth=6,
-                                 status="ok" if ok else "failed", exact_fraction=1.0 if ok else 0.0,
-                                 exact_psnr_db=80.0, time_attack_s=10.0 + i,
-                                 diag_proposals=100, diag_candidates=64 if ok else 50))
-    raw = tmp_path / "raw" / "large_batch"
-    raw.mkdir(parents=True)
-    import json
-
-    (raw / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    res = summary(pd.DataFrame(rows))
-    assert set(res["method"]) == {"spear", "spear-dictionary", "spear+geiping"}
-    assert res.set_index("method").loc["spear-dictionary", "exact"] == 2
-    assert res.set_index("method").loc["spear", "exact_share"] == 0.0
-    assert any("b=64, width 1000" in n and "2/2" in n for n in target_notes(res))
-    assert round(wall(1000)) == 63
-    md, fig = write(tmp_path, "quick")
-    assert md.exists() and fig.exists() and fig.with_suffix(".pdf").exists()
-    assert "spear-dictionary" in md.read_text()

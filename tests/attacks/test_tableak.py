@@ -6,8 +6,8 @@ from attacks.base import AttackNotApplicable, DataSpec, Observation, check_requi
 from attacks.spear import SpearAttack
 from attacks.tableak import TabLeakAttack, TabLeakConfig, _BatchedGradients, _Layout, restore_label_counts
 from bench.client import cross_entropy, fedsgd_gradient
-from bench.models import build_model, fcnn
-from bench.tabular import random_guess_discrete_acc, tabular_quality
+from bench.run.models import build_model, fcnn
+from bench.scoring.tabular import random_guess_discrete_acc, tabular_quality
 from datasets import load_source, select_batch
 from datasets.adult import bundled_dir
 

@@ -6,36 +6,31 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 from attacks.base import AttackNotApplicable
 from attacks.cpa import CpaAttack
 from attacks.pipelines import CpaFiGeiping, SpearFiGeiping
-from bench.rows import read_rows
-from bench.runner import Runner, apply_profile
-from bench.tables import write_table
+from bench.record.rows import read_rows
+from bench.report.build import build, table_path
+from bench.run.runner import Runner
 from tests.helpers import observe, paper_fcnn, real_batch
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TINY = {  # per-attack budgets small enough for the fast suite (the quick profile's are larger)
-    "GeipingAttack": {"max_iterations": 20, "restarts": 1, "threads": 1},
-    "SpearFiGeiping": {"fi": {"iterations": 60}, "refine": {"max_iterations": 20, "restarts": 1}},
-    "CpaFiGeiping": {"stage1": {"iterations": 300}, "fi": {"iterations": 60},
-                     "refine": {"max_iterations": 20, "restarts": 1}},
+    "geiping": ["attack.max_iterations=20", "attack.restarts=1", "attack.threads=1"],
+    "spear_fi_geiping": ["attack.fi.iterations=60", "attack.refine.max_iterations=20",
+                         "attack.refine.restarts=1"],
+    "cpa_fi_geiping": ["attack.stage1.iterations=300", "attack.fi.iterations=60",
+                       "attack.refine.max_iterations=20", "attack.refine.restarts=1"],
 }
 
 
-def _cfg(attack: str, *extra: str):
+def _cfg(attack: str, *extra: str, tiny: bool = True):
+    small = ["dataset=cifar10", "batch_size=4", "n_batches=1", "save_images=0",  # 32x32: fast suite
+             *TINY.get(attack, [])] if tiny else []
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config",
-                      overrides=["experiment=cnn", "profile=quick", f"attack={attack}", *extra])
-    with open_dict(cfg):
-        cfg.profiles.quick.dataset.name = "cifar10"  # 32x32 keeps the fast suite fast
-        cfg.profiles.quick.batch_size = 4
-        cfg.profiles.quick.n_batches = 1
-        cfg.profiles.quick.save_images = 0
-        cfg.profiles.quick.per_attack = TINY
-    return cfg
+        return compose(config_name="config",
+                       overrides=["experiment=cnn", "profile=quick", f"attack={attack}", *small, *extra])
 
 
 def test_attack_configs_build_the_pipelines():
@@ -49,11 +44,11 @@ def test_attack_configs_build_the_pipelines():
 
 
 def test_profiles_pick_budgets_per_attack_and_swap_the_model():
-    quick = apply_profile(_cfg("cpa_fi_geiping"))
-    assert quick.attack.stage1.iterations == 300 and quick.attack.refine.max_iterations == 20
-    assert quick.model.name == "small_cnn"
-    paper = apply_profile(_cfg("spear_fi_geiping", "profile=paper"))
-    assert paper.model._target_ == "bench.models.vgg16" and "channels" not in paper.model
+    quick = _cfg("cpa_fi_geiping", tiny=False)
+    assert quick.attack.stage1.iterations == 10000 and quick.attack.refine.max_iterations == 600
+    assert quick.model.name == "small_cnn" and quick.dataset.name == "tiny_imagenet"
+    paper = _cfg("spear_fi_geiping", "profile=paper", tiny=False)
+    assert paper.model._target_ == "bench.run.models.vgg16" and "channels" not in paper.model
     assert paper.dataset.name == "imagenet224" and paper.attack.fi.iterations == 25000
 
 
@@ -84,7 +79,7 @@ def test_three_methods_through_the_runner_to_the_table(tmp_results):
         for key in ("diag_time_stage1_s", "diag_time_fi_s", "diag_time_refine_s", "diag_fi_feature_cos_mean"):
             assert row[key] is not None and row[key] >= 0, key
         assert row["diag_attacked_layer"] == "classifier.0" and row["diag_fi_iterations"] == 60
-    md = write_table(tmp_results, "cnn", "quick").read_text()
+    md = table_path(tmp_results, build(tmp_results, "cnn", "quick")).read_text()
     for name in ("geiping", "cpa+fi+geiping", "spear+fi+geiping"):
         assert f"| {name} | CIFAR-10 | small_cnn |" in md
     assert "feature sim" in md and "0.984" in md and "0.562" in md

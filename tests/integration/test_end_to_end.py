@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.rows import FIELDS, read_rows
-from bench.tables import write_table
+from bench.record.rows import FIELDS, read_rows
+from bench.report.build import build, table_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_config_to_table_and_resume(tmp_path):
     rows = list(read_rows(files))
     assert [r["batch_index"] for r in rows] == [0, 1, 2]
 
-    md = write_table(results, "table1", "quick").read_text()
+    md = table_path(results, build(results, "table1", "quick")).read_text()
     assert "| spear | CIFAR-10 |" in md and "stand-in" in md and "106.6" in md
     for ext in ("csv", "tex"):
         assert (results / "tables" / f"table1.{ext}").exists()
@@ -67,4 +67,4 @@ def test_missing_real_data_without_standin_fails_with_a_clear_message(tmp_path):
 
 def test_table_without_rows_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="make reproduce-table1"):
-        write_table(tmp_path, "table1", "quick")
+        build(tmp_path, "table1", "quick")

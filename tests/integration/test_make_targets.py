@@ -1,7 +1,7 @@
 """Every user-facing make target, run the way a user runs it: ``make <target> PROFILE=smoke`` in
 the repository, into a fresh results folder (``RESULTS=<tmp>``), with the `smoke` profile of each
-experiment (conf/experiment/*.yaml: one batch or two, tiny budgets, one point per sweep axis where
-the experiment sweeps by profile). Each target must exit 0 and write every table and figure it
+experiment (conf/budget/<experiment>/smoke.yaml: one batch or a few, tiny budgets, one point per
+sweep axis where the experiment sweeps by profile). Each target must exit 0 and write every table and figure it
 promises, non-empty; none may write into the repository's own results/, multirun/ or outputs/.
 
 ``make test-smoke`` runs these (marker ``make_targets``); ``.ci/run`` runs it after ``make test``.
@@ -21,34 +21,48 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+TABLE = ("md", "csv", "tex")
+PLOT = ("png", "pdf", "csv")  # a plot's CSV holds the plotted numbers
+
+
+def _report(*experiments: str) -> tuple[str, ...]:
+    """What every target's report step writes besides its tables and figures: each experiment's
+    manifest and the page."""
+    return (*(f"report/{e}.json" for e in experiments), "index.html")
+
+
 # (goals, extra make arguments, promised outputs): goals are one or more make targets run in
 # order (a report may need rows first); outputs are globs under the results folder, each must
 # match at least one file and every match must be non-empty. {results} in an argument is the
 # results folder.
 TARGETS = [
     ("reproduce-table1", (), (
-        "raw/table1/smoke-*.jsonl", "tables/table1.md", "tables/table1.csv", "tables/table1.tex",
+        "raw/table1/smoke-*.jsonl", *(f"tables/table1.{s}" for s in TABLE),
         *(f"figures/table1/teaser_smoke_{d}_b0.png"
-          for d in ("mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720")))),
+          for d in ("mnist", "cifar10", "tiny_imagenet", "imagenet224", "imagenet720")),
+        *_report("table1"))),
     ("reproduce-tabular", (), (
-        "raw/tabular/smoke-*.jsonl", "tables/tabular.md", "tables/tabular.csv", "tables/tabular.tex")),
+        "raw/tabular/smoke-*.jsonl", *(f"tables/tabular.{s}" for s in TABLE), *_report("tabular"))),
     ("reproduce-cnn", (), (
-        "raw/cnn/smoke-*.jsonl", "tables/cnn.md", "tables/cnn.csv", "tables/cnn.tex")),
+        "raw/cnn/smoke-*.jsonl", *(f"tables/cnn.{s}" for s in TABLE),
+        "figures/cnn/teaser_smoke_tiny_imagenet_b0.png", *_report("cnn"))),
     ("reproduce-defenses", (), (
         *(f"raw/{e}/smoke-*.jsonl" for e in ("dp", "fedavg", "depth", "label_homogeneous")),
-        *(f"tables/{t}.{s}" for t in ("dp", "fedavg", "depth", "labels") for s in ("md", "csv", "tex")),
-        *(f"figures/fig_{f}.{s}" for f in ("dp", "fedavg", "depth") for s in ("png", "pdf")))),
+        *(f"tables/{t}.{s}" for t in ("dp", "fedavg", "depth", "labels") for s in TABLE),
+        *(f"figures/fig_{f}.{s}" for f in ("dp", "fedavg", "depth") for s in PLOT),
+        *_report("dp", "fedavg", "depth", "label_homogeneous"))),
     ("reproduce-large-batch", (), (
-        "raw/large_batch/smoke-*.jsonl",
-        *(f"tables/large_batch.{s}" for s in ("md", "csv", "tex")),
-        *(f"figures/fig_large_batch.{s}" for s in ("png", "pdf", "csv")))),
+        "raw/large_batch/smoke-*.jsonl", *(f"tables/large_batch.{s}" for s in TABLE),
+        *(f"figures/fig_large_batch.{s}" for s in PLOT), *_report("large_batch"))),
     ("figures", (), (
-        *(f"figures/{f}.{s}" for f in ("fig_failure_width", "fig_sampling", "fig_two_stage")
-          for s in ("png", "pdf", "csv")),
-        "figures/fig_teaser/teaser_smoke_mnist_b0.png", "figures/fig_teaser/teaser_smoke_mnist_b0.pdf")),
+        *(f"figures/{f}.{s}" for f in ("fig_failure_width", "fig_sampling", "fig_two_stage") for s in PLOT),
+        "figures/fig_teaser/teaser_smoke_mnist_b0.png", "figures/fig_teaser/teaser_smoke_mnist_b0.pdf",
+        *_report("fig_failure_width", "fig_sampling", "fig_two_stage", "fig_teaser"))),
     ("perf-spear", ("PERF_ARGS=--batch-sizes 4 --batches 1 --width 32 --threads 1 "
                     "--time-budget 30 --json {results}/perf/spear.json",), (
         "perf/spear.json",)),
+    # the report of every experiment with rows: here the tabular ones
+    ("reproduce-tabular report", (), ("tables/tabular.md", *_report("tabular"))),
 ]
 
 # targets of `make help` that this test does not run, and why
@@ -82,7 +96,7 @@ def _make(goals: str, args: tuple[str, ...], results: Path, tmp: Path) -> subpro
 
 
 @pytest.mark.make_targets
-@pytest.mark.parametrize("goals, args, outputs", TARGETS, ids=[t[0] for t in TARGETS])
+@pytest.mark.parametrize("goals, args, outputs", TARGETS, ids=[t[0].split()[-1] for t in TARGETS])
 def test_make_target_writes_what_it_promises(tmp_path, goals, args, outputs):
     results = tmp_path / "results"
     before = _tree(REPO)

@@ -6,7 +6,7 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from bench.runner import Runner
+from bench.run.runner import Runner
 from tests.integration.test_sweeps import CONF
 
 

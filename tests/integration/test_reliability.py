@@ -13,10 +13,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import bench.runner as runner_mod
-from bench.config_check import ConfigError, NothingToDo
-from bench.rows import read_rows
-from bench.runner import Runner
+import bench.run.runner as runner_mod
+from bench.run.config_check import ConfigError, NothingToDo
+from bench.record.rows import read_rows
+from bench.run.runner import Runner
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 FAST = ["name=rel", "batch_size=2", "n_batches=2", "attack.max_proposals=20000", "attack.progress=false",
@@ -136,7 +136,7 @@ def test_resume_after_data_changed_in_place_recomputes_exactly_the_affected_batc
 
 
 def _cnn_weights(path: Path, seed: int) -> None:
-    from bench.models import small_cnn
+    from bench.run.models import small_cnn
 
     torch.manual_seed(seed)
     torch.save(small_cnn((1, 28, 28), 10, channels=(4, 8), hidden=32).state_dict(), path)
@@ -286,7 +286,7 @@ def test_attacks_see_a_model_in_eval_mode(tmp_results, monkeypatch):
 
 
 def test_thumbnails_are_found_from_another_working_directory(tmp_results, tmp_path, monkeypatch):
-    from bench.figures import artifact_path, grid_for_run
+    from bench.report.figures.grids import artifact_path, grid_for_run
 
     r = Runner(_cfg("dataset=mnist", "n_batches=1", "save_images=1"))
     r.run()

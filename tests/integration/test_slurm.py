@@ -54,8 +54,8 @@ def _sweep(results: Path, sweep_dir: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slurm
 @needs_cluster
 def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
-    from bench.rows import read_rows
-    from bench.tables import main as tables_main
+    from bench.record.rows import read_rows
+    from bench.report.__main__ import main as report_main
 
     # Under the repository (not /tmp): on a real cluster the jobs run on other nodes.
     (REPO / "multirun").mkdir(exist_ok=True)
@@ -80,7 +80,7 @@ def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
             assert all(r["status"] == "ok" and r["device"] == "cpu" for r in rows)
         assert {rows[0]["batch_size"] for rows in per_file} == {3, 4}
 
-        assert tables_main(["--experiment", "slurm_test", "--results", str(results)]) == 0
+        assert report_main(["--experiment", "slurm_test", "--results", str(results)]) == 0
         table = pd.read_csv(results / "tables" / "slurm_test.csv")
         # two settings (B=3, B=4): one table line each, never one merged line (issue 12)
         assert len(table) == 2 and sorted(table["n"].astype(int)) == [2, 2]
@@ -98,7 +98,7 @@ def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
 
 # ------------------------------------------------------------------ no cluster needed
 def test_gpus_requested_only_for_cuda():
-    from bench.slurm import gpus_for_device
+    from bench.run.slurm import gpus_for_device
 
     assert gpus_for_device("cuda") == 1 and gpus_for_device("cuda:1") == 1
     assert gpus_for_device("auto") is None and gpus_for_device("cpu") is None

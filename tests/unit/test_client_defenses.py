@@ -9,7 +9,7 @@ from bench.client import client_update, cross_entropy, fedsgd_gradient, samples_
 from bench.client.batches import homogeneous_batch
 from bench.client.dp import clip_per_sample, dp_epsilon, per_sample_gradients, per_sample_norms
 from bench.client.fedavg import fedavg_update, minibatch_order
-from bench.models import fcnn
+from bench.run.models import fcnn
 
 
 def _setup(B=6, width=40, seed=0):

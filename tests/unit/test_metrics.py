@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.matching import match
-from bench.metrics import MetricConfig, grad_residual, image_quality, label_accuracy, psnr_from_mse
+from bench.scoring.matching import match
+from bench.scoring.metrics import MetricConfig, grad_residual, image_quality, label_accuracy, psnr_from_mse
 
 
 def test_psnr_values_and_cap():
@@ -72,7 +72,7 @@ def test_grad_residual_chunked_matches_the_direct_formula():
 
     import torch
 
-    from bench import metrics
+    from bench.scoring import metrics
 
     g = torch.Generator().manual_seed(0)
     obs = {"a": torch.randn(300, 7000, generator=g, dtype=torch.float64), "b": torch.randn(5, generator=g).double()}
@@ -86,7 +86,7 @@ def test_batch_peak_memory_window_resets_between_batches():
     import pytest
     import torch
 
-    from bench.runner import _peak_mem_mb, _reset_peak_mem
+    from bench.run.runner import _peak_mem_mb, _reset_peak_mem
 
     big = torch.ones(100_000_000, dtype=torch.uint8)  # 100 MB touched
     before = _peak_mem_mb(torch.device("cpu"))

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bench.rows import FIELDS, RowWriter, config_hash, make_row, read_rows
+from bench.record.rows import FIELDS, RowWriter, config_hash, make_row, read_rows
 
 
 def test_row_has_every_field_and_cleans_non_finite():

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.tables import summarise, to_markdown, write_table
-from bench.tabular import decode, encode, random_guess_discrete_acc, tabular_quality
+from bench.report.build import build, table_path
+from bench.report.format import markdown
+from bench.report.tables.summary import summarise, table
+from bench.scoring.tabular import decode, encode, random_guess_discrete_acc, tabular_quality
 from datasets import load_source, select_batch
 
 
@@ -87,7 +89,7 @@ def test_table_has_tabular_columns_beside_the_paper():
     assert t.loc["spear", "discrete acc %"] == 100 and t.loc["tableak", "continuous MAE"] == 1000
     assert t.loc["tableak", "paper continuous MAE"] == 4922.7 and t.loc["spear", "paper discrete acc %"] == 100
     assert t.loc["spear", "Acc %"] == 100 and t.loc["tableak", "Acc %"] == 0
-    md = to_markdown(res, "tabular", [])
+    md = markdown(table(df, "tabular"))
     assert "| discrete acc % |" in md and "PSNR" not in md and "| tableak | Adult | 90.0 ± 0.0 | 97 |" in md
 
 
@@ -97,7 +99,7 @@ def test_write_table_for_tabular_rows(tmp_path):
     with open(raw / "rows.jsonl", "w") as fh:
         for r in (_row("spear", 1.0, 0.0), _row("tableak", 0.95, 2000.0)):
             fh.write(json.dumps(r) + "\n")
-    md = write_table(tmp_path, "tabular", "quick").read_text()
+    md = table_path(tmp_path, build(tmp_path, "tabular", "quick")).read_text()
     assert "4922.7" in md and "synthetic records" in md and "continuous MAE" in md
     csv = (tmp_path / "tables" / "tabular.csv").read_text().splitlines()[0]
     assert "discrete acc %" in csv and "PSNR" not in csv

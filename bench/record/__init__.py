@@ -1,0 +1,1 @@
+"""Record stage: result rows (JSONL, locks, resume) and their W&B mirror."""

@@ -1,0 +1,1 @@
+"""Scoring stage: one Hungarian matching, PSNR / LPIPS / tabular scores / feature similarity."""
