@@ -1,4 +1,4 @@
-"""The attack contract (DESIGN §2).
+"""The attack contract (documented for users in docs/api.md).
 
 An attack sees only an :class:`Observation` -- what an honest-but-curious server receives -- and
 returns a :class:`Reconstruction`. It never sees ground truth and never imports ``bench``.
@@ -6,6 +6,7 @@ returns a :class:`Reconstruction`. It never sees ground truth and never imports 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Literal, Mapping, Protocol, runtime_checkable
 
@@ -21,6 +22,7 @@ __all__ = [
     "Attack",
     "check_requirements",
     "check_gradients",
+    "resolve_deadline",
 ]
 
 
@@ -176,10 +178,28 @@ class Attack(Protocol):
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None: ...
 
     def reconstruct(
-        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
+        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None,
+        time_budget_s: float | None = None,
     ) -> Reconstruction: ...
-    # ``deadline`` is an absolute ``time.monotonic()`` value; past it an attack returns its best
-    # result so far with status "partial" or "failed" instead of running on.
+    # ``deadline`` is an absolute ``time.monotonic()`` value, ``time_budget_s`` seconds from the
+    # call (both given: the earlier counts; :func:`resolve_deadline`). Past it an attack returns its
+    # best result so far with status "partial" or "failed" instead of running on.
+
+
+def resolve_deadline(deadline: float | None = None, time_budget_s: float | None = None) -> float | None:
+    """The absolute ``time.monotonic()`` deadline of one ``reconstruct`` call.
+
+    ``deadline`` is already absolute; ``time_budget_s`` counts seconds from now. With both, the
+    earlier wins; with neither there is no deadline (None).
+    """
+    if time_budget_s is None:
+        return deadline
+    budget = float(time_budget_s)
+    if not budget > 0:
+        raise ValueError(f"time_budget_s={time_budget_s!r}: give a number of seconds > 0, or None for "
+                         "no time limit")
+    own = time.monotonic() + budget
+    return own if deadline is None else min(float(deadline), own)
 
 
 # Requirements an attack can declare that the threat model must reveal.

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.ci_net_generator import CINetGenerator, over_parameterized_width
 from attacks.labels import batch_size_from_rank, recover_labels
 from attacks.priors import total_variation
@@ -163,9 +163,11 @@ class CINetAttack:
                         "pixels": B * spec.shape[-2] * spec.shape[-1]}
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
-                    deadline: float | None = None) -> Reconstruction:
+                    deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
         """Train the generator on the observation; past ``deadline`` (an absolute
-        ``time.monotonic()``) return the batch so far with status "partial"."""
+        ``time.monotonic()``; or ``time_budget_s`` seconds from the call) return the batch so far
+        with status "partial"."""
+        deadline = resolve_deadline(deadline, time_budget_s)
         prev_threads = torch.get_num_threads()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.feature_inversion import intra_op_threads
 from attacks.layers import linear_layer, numerical_rank
 from attacks.progress import LoopMonitor
@@ -272,8 +272,9 @@ class CpaAttack:
         return None
 
     def recover_layer_inputs(self, obs: Observation, *, generator: torch.Generator | None = None,
-                             deadline: float | None = None) -> CpaResult:
+                             deadline: float | None = None, time_budget_s: float | None = None) -> CpaResult:
         """Inputs of the attacked layer (rows = samples); its name in ``diagnostics["attacked_layer"]``."""
+        deadline = resolve_deadline(deadline, time_budget_s)
         name, mod = linear_layer(obs.model, self.layer)
         wkey, bkey = f"{name}.weight", f"{name}.bias"
         if wkey not in obs.gradients:
@@ -288,7 +289,8 @@ class CpaAttack:
         return res
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
-                    deadline: float | None = None) -> Reconstruction:
+                    deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
+        deadline = resolve_deadline(deadline, time_budget_s)
         spec = obs.data_spec
         name, mod = linear_layer(obs.model, self.layer)
         if self._source_shape(mod, spec) is None:

@@ -1,6 +1,7 @@
 """Feature inversion (FI): images whose trunk features match given features.
 
-The second stage of the CNN pipelines (REFERENCE §4): SPEAR or CPA recovers the inputs of the first
+The second stage of the CNN pipelines (docs/api.md; Kariyappa et al., "Cocktail Party Attack",
+ICML 2023, arXiv 2209.05578): SPEAR or CPA recovers the inputs of the first
 linear layer after a CNN's convolutional trunk (its *features*); FI optimises a batch of images so
 that the network's features at that layer match them. Following the Cocktail Party Attack's
 official implementation (``src/feature_inversion.py::Direct``, Kariyappa et al., ICML 2023):

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.labels import assign_labels, batch_size_from_rank, recover_labels
 from attacks.priors import total_variation
 
@@ -290,12 +290,14 @@ class GeipingAttack:
 
     # ----------------------------------------------------------------- the attack
     def reconstruct(self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None,
-                    init: Tensor | None = None) -> Reconstruction:
+                    init: Tensor | None = None, time_budget_s: float | None = None) -> Reconstruction:
         """Reconstruct the batch; ``init`` (B, *shape) in model-input space starts the first restart.
 
         Later restarts start from fresh draws of ``generator``. Past ``deadline`` (an absolute
-        ``time.monotonic()``) the best restart so far is returned with status "partial".
+        ``time.monotonic()``; or ``time_budget_s`` seconds from the call) the best restart so far is
+        returned with status "partial".
         """
+        deadline = resolve_deadline(deadline, time_budget_s)
         prev_threads = torch.get_num_threads()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))

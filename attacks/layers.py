@@ -78,7 +78,8 @@ def relu_linear_layer(model: nn.Module, layer: str | None) -> tuple[str, nn.Line
     if not followed_by_relu(model, name):
         raise AttackNotApplicable(
             f"layer {name!r} is not followed by a ReLU (SPEAR needs ReLU-induced gradient "
-            f"sparsity); pick a Linear layer that feeds a ReLU via attack.layer=<name>"
+            f"sparsity); pick a Linear layer that feeds a ReLU with the attack's layer=<name> "
+            f"argument (attack.layer=<name> on the command line)"
         )
     return name, mod
 

@@ -1,7 +1,8 @@
 """CNN pipelines: layer-input recovery -> feature inversion -> gradient-matching refinement.
 
 For a CNN, SPEAR (exactly) or CPA (approximately) recovers the inputs of the first linear layer
-after the convolutional trunk -- the trunk's *features* of every sample (REFERENCE §4). Feature
+after the convolutional trunk -- the trunk's *features* of every sample (Kariyappa et al., "Cocktail Party Attack", ICML 2023,
+arXiv 2209.05578; the SPEAR paper's CNN table, arXiv 2403.03945). Feature
 inversion (``attacks.feature_inversion``) turns them into images whose features match, and
 Geiping et al.'s attack (``attacks.geiping``) refines those images against the full gradient,
 starting from them. Each stage's output and time is kept: the recovered features in
@@ -19,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.feature_inversion import FeatureInversion, intra_op_threads
 from attacks.layers import linear_layer
 
@@ -55,12 +56,18 @@ class FeaturePipeline:
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
         if data_spec.kind != "image":
             raise AttackNotApplicable(f"{self.name} reconstructs images; the data is {data_spec.kind}")
-        self.stage1.prepare(model, data_spec)
+        # the first stage recovers features, not images: only its layer is checked here
+        check_layer = getattr(self.stage1, "prepare_layer", None)
+        if check_layer is not None:
+            check_layer(model)
+        else:
+            self.stage1.prepare(model, data_spec)
         if self.refine is not None and hasattr(self.refine, "prepare"):
             self.refine.prepare(model, data_spec)
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
-                    deadline: float | None = None) -> Reconstruction:
+                    deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
+        deadline = resolve_deadline(deadline, time_budget_s)
         with intra_op_threads(self.threads):
             return self._reconstruct(obs, generator, deadline)
 

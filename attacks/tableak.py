@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
 from attacks.progress import LoopMonitor
 
 _ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
@@ -279,7 +279,8 @@ class TabLeakAttack:
         _require_tabular(data_spec)
 
     def reconstruct(self, obs: Observation, *, generator: torch.Generator,
-                    deadline: float | None = None) -> Reconstruction:
+                    deadline: float | None = None, time_budget_s: float | None = None) -> Reconstruction:
+        deadline = resolve_deadline(deadline, time_budget_s)
         threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(int(self.config.num_threads))

@@ -19,7 +19,7 @@ def main(argv=None) -> int:
             print(f"{cls.__name__}: download failed ({exc}). Without a network, copy the files "
                   f"under {args.root} by hand; offline runs fall back to the stand-ins.", file=sys.stderr)
             return 1
-    print("TinyImageNet and ImageNet are not downloadable automatically; see README.md (Data).")
+    print("TinyImageNet and ImageNet are not downloadable automatically; see docs/reproducing.md (Data).")
     return 0
 
 

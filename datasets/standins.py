@@ -1,4 +1,4 @@
-"""Offline stand-ins: crops of real photographs that installed packages ship (DESIGN §5).
+"""Offline stand-ins: crops of real photographs that installed packages ship (docs/reproducing.md: data).
 
 Used where the real dataset cannot be had offline (CIFAR-10, TinyImageNet, ImageNet). Each crop
 is a real picture at the dataset's resolution; a crop smaller than the target side is upsampled

@@ -6,8 +6,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction
-from attacks.layers import layer_gradients, relu_linear_layer
+from attacks.base import AttackNotApplicable, DataSpec, Observation, Reconstruction, resolve_deadline
+from attacks.layers import layer_gradients, linear_layer, relu_linear_layer
 from attacks.spear.config import DTYPE, SpearConfig
 from attacks.spear.engine import SpearResult, spear_core
 
@@ -29,13 +29,34 @@ class SpearAttack:
         self.config = SpearConfig(**config)
         self.name = self.NAMES.get(self.config.search, "spear")
 
+    def prepare_layer(self, model: nn.Module) -> tuple[str, nn.Linear]:
+        """The attacked layer, checked to feed a ReLU (what a pipeline's first stage needs)."""
+        return relu_linear_layer(model, self.layer)
+
     def prepare(self, model: nn.Module, data_spec: DataSpec) -> None:
-        relu_linear_layer(model, self.layer)
+        """Check the attacked layer before any search: it feeds a ReLU and, unless
+        ``features_only``, it is the model's first layer (so its inputs are the images)."""
+        name, mod = self.prepare_layer(model)
+        self._check_inputs(name, mod, data_spec)
+
+    def _check_inputs(self, name: str, mod: nn.Linear, spec: DataSpec) -> None:
+        if self.features_only or mod.in_features == spec.numel:
+            return
+        raise AttackNotApplicable(
+            f"layer {name!r} takes {mod.in_features} features, not the {spec.numel} input values: it "
+            "is not the first layer of the model, so SPEAR recovers that layer's inputs (features), "
+            f"not images. For the features, use SpearAttack(layer={name!r}, features_only=True): "
+            "reconstruct() then returns them as rec.layer_inputs (one row per sample). For images "
+            "from a CNN, use attacks.pipelines.SpearFiGeiping (feature inversion, then Geiping et "
+            "al.; see docs/api.md). From the command line: attack.features_only=true or "
+            "attack=spear_fi_geiping")
 
     def recover_layer_inputs(
-        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
+        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None,
+        time_budget_s: float | None = None,
     ) -> SpearResult:
         """Inputs of the attacked layer (pixels for the first layer, features deeper in)."""
+        deadline = resolve_deadline(deadline, time_budget_s)
         name, mod = relu_linear_layer(obs.model, self.layer)
         dW, db = layer_gradients(obs.gradients, name)
         meta = obs.update_meta or {}
@@ -80,22 +101,21 @@ class SpearAttack:
         return res
 
     def reconstruct(
-        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None
+        self, obs: Observation, *, generator: torch.Generator, deadline: float | None = None,
+        time_budget_s: float | None = None,
     ) -> Reconstruction:
-        res = self.recover_layer_inputs(obs, generator=generator, deadline=deadline)
+        """Recover the batch. ``deadline``: absolute ``time.monotonic()``; ``time_budget_s``:
+        seconds from now (the earlier counts). Inputs come back in model-input space."""
+        deadline = resolve_deadline(deadline, time_budget_s)
         spec = obs.data_spec
+        self._check_inputs(*linear_layer(obs.model, self.layer), spec)  # before any search
+        res = self.recover_layer_inputs(obs, generator=generator, deadline=deadline)
         if res.inputs is None:
             empty = torch.empty((0, *spec.shape), dtype=DTYPE)
             return Reconstruction(empty, None, "failed", res.diagnostics)
-        if res.inputs.shape[1] != spec.numel and self.features_only:
+        if res.inputs.shape[1] != spec.numel:  # features_only on a deeper layer
             empty = torch.empty((0, *spec.shape), dtype=DTYPE)
             return Reconstruction(empty, None, res.status, res.diagnostics, layer_inputs=res.inputs)
-        if res.inputs.shape[1] != spec.numel:
-            raise AttackNotApplicable(
-                f"the attacked layer takes {res.inputs.shape[1]} features, not the {spec.numel} "
-                "input values: it is not the first layer; use a pipeline (spear+fi+geiping) to map "
-                "features back to inputs"
-            )
         inputs = res.inputs.reshape(-1, *spec.shape)
         return Reconstruction(inputs, None, res.status, res.diagnostics,
                               layer_inputs=res.inputs if self.features_only else None)

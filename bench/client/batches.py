@@ -1,6 +1,6 @@
 """Which samples a client holds: label-homogeneous batches (every sample of one class).
 
-The SPEAR paper tests batches whose samples all share a label (REFERENCE §2 extras): the case
+The SPEAR paper (arXiv 2403.03945) tests batches whose samples all share a label: the case
 where label-counting attacks learn least and the samples' gradients at the last layer are most
 alike. ``homogeneous_batch`` draws the class and the samples from ``(seed, batch_index)``.
 """

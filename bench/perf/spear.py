@@ -1,6 +1,6 @@
 """`make perf-spear`: SPEAR's direction search on real photographs — exactness, time, proposals.
 
-Setting (issue 9): real photographs at CIFAR-10 size (the offline stand-in crops, or real
+Setting: real photographs at CIFAR-10 size (the offline stand-in crops, or real
 CIFAR-10 when present), the paper's untrained 6-layer ReLU FCNN of width 200, a float64 client
 gradient, the batch size read off the gradient's rank. For each b it prints one line per batch
 and a summary: exact k/n (status ok and every image at PSNR ≥ 80 dB after Hungarian matching),
@@ -35,12 +35,12 @@ from datasets import load_source, select_batch
 
 def expected_proposals(b: int) -> float:
     """Sampling finder: each sample's direction is hit with probability ~2^−(b−1) per proposal,
-    coupon collector over b samples (REFERENCE §2)."""
+    coupon collector over b samples (SPEAR paper, arXiv 2403.03945)."""
     return 2 ** (b - 1) * sum(1.0 / k for k in range(1, b + 1))
 
 
 def default_batches(b: int, n: int | None) -> int:
-    """10 batches per b up to 20 (issue 9), 5 above unless --batches says otherwise."""
+    """10 batches per b up to 20, 5 above unless --batches says otherwise."""
     return n if n is not None else (10 if b <= 20 else 5)
 
 

@@ -4,8 +4,9 @@
 every row (step = batch index), the reconstruction grids as images, the run's summary table and
 all its rows as W&B Tables, the resolved config and its hash. W&B is offline by default (runs land
 in the job's output folder; ``wandb sync`` uploads them later); ``WANDB_MODE=online`` with a key
-(``wandb login`` or ``WANDB_API_KEY``) logs live. ``read_offline_run`` reads an offline run back
-without a network (the tests use it).
+(``wandb login`` or ``WANDB_API_KEY``) logs live. W&B stays quiet on the console (no run-history
+block); one line names the run folder. ``read_offline_run`` reads an offline run back without a
+network, and ``python -m bench.record.loggers show <run folder>`` prints it (docs/cluster.md).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import math
 import os
 import struct
+import sys
 from pathlib import Path
 
 
@@ -66,12 +68,12 @@ class WandbLogger:
 
     Arguments come from conf/logger/wandb.yaml. ``mode`` is offline | online | disabled (None:
     the ``WANDB_MODE`` environment variable, else offline). ``dir`` is where W&B writes the run
-    folder (``<dir>/wandb/offline-run-*``).
+    folder (``<dir>/wandb/offline-run-*``). ``quiet``: no W&B run-history block on the console.
     """
 
     def __init__(self, project: str = "spear-bench", entity: str | None = None,
                  mode: str | None = None, dir: str | None = None, tags=(), notes: str | None = None,
-                 log_images: bool = True):
+                 log_images: bool = True, quiet: bool = True):
         self.project = project
         self.entity = entity
         self.mode = mode or os.environ.get("WANDB_MODE") or "offline"
@@ -79,6 +81,7 @@ class WandbLogger:
         self.tags = list(tags or ())
         self.notes = notes
         self.log_images = log_images
+        self.quiet = quiet
         self.run = None
         self._wandb = None
         self._rows: list[dict] = []
@@ -106,6 +109,7 @@ class WandbLogger:
                 project=self.project, entity=self.entity, mode=self.mode, dir=self.dir,
                 name=run_id, group=group, job_type=job_type or attack, tags=tags, notes=self.notes,
                 config=config, reinit="create_new",
+                settings=wandb.Settings(quiet=bool(self.quiet)),
             )
         except Exception as exc:
             raise RuntimeError(
@@ -157,8 +161,14 @@ class WandbLogger:
                 self.run.summary["batches_ok"] = sum(s == "ok" for s in statuses)
             self.run.summary["failed"] = bool(failed)
         finally:
+            run_dir = Path(self.run.dir).parent if getattr(self.run, "dir", None) else None
+            offline = self.mode == "offline"
             self.run.finish(exit_code=1 if failed else 0)
             self.run = None
+            if run_dir is not None and offline:
+                print(f"[spear-bench] W&B run (offline): {run_dir}; look at it with `python -m "
+                      f"bench.record.loggers show {run_dir}`, upload it with `wandb sync {run_dir}`",
+                      file=sys.stderr)
 
 
 def _get(d: dict, *keys):
@@ -284,4 +294,81 @@ def read_offline_run(run_dir: Path | str) -> dict:
     return out
 
 
-__all__ = ["NullLogger", "WandbLogger", "log_table_run", "read_offline_run"]
+def offline_runs(path: Path | str) -> list[Path]:
+    """Offline W&B run folders at ``path``: the folder itself, or every ``wandb/offline-run-*``
+    (or ``offline-run-*``) below it, e.g. a hydra job folder ``outputs/<name>/<time>``."""
+    path = Path(path)
+    if list(path.glob("run-*.wandb")):
+        return [path]
+    return sorted(p for p in path.rglob("offline-run-*") if p.is_dir())
+
+
+_SHOWN = ("batch_index", "status", "psnr_mean", "psnr_min", "exact_fraction", "lpips_mean",
+          "feature_cosine", "discrete_acc", "time_attack_s")
+
+
+def format_run(run: dict) -> str:
+    """An offline run (:func:`read_offline_run`) as text: identity, key config, history, summary."""
+    cfg = run.get("config") or {}
+    lines = [f"run {run.get('name')}  group {run.get('group')}  job type {run.get('job_type')}  "
+             f"project {run.get('project')}  exit code {run.get('exit_code')}"]
+    picks = {"experiment": cfg.get("name"), "profile": cfg.get("profile"),
+             "dataset": _get(cfg, "dataset", "name"), "attack": _get(cfg, "attack", "_target_"),
+             "model": _get(cfg, "model", "name"), "batch_size": cfg.get("batch_size"),
+             "config_hash": cfg.get("config_hash")}
+    lines.append("config: " + "  ".join(f"{k}={v}" for k, v in picks.items() if v is not None))
+    history = run.get("history") or []
+    cols = [c for c in _SHOWN if any(c in h for h in history)]
+    lines.append(f"history: {len(history)} steps")
+    if cols:
+        def cell(v):
+            return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
+        rows = [[cell(h.get(c)) for c in cols] for h in history]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    summary = {k: v for k, v in (run.get("summary") or {}).items()
+               if not isinstance(v, dict) and not k.startswith("_")}
+    diag = [k for k in summary if k.startswith("diag_")]
+    lines.append("summary: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())
+                                         if not k.startswith("diag_"))
+                 + (f" (+{len(diag)} diag_* keys; --json prints everything)" if diag else ""))
+    tables = sorted(k for k, v in (run.get("summary") or {}).items()
+                    if isinstance(v, dict) and v.get("_type") == "table-file")
+    if tables:
+        lines.append("tables: " + ", ".join(tables))
+    lines.append(f"files: {len(run.get('files') or [])} (" + ", ".join((run.get("files") or [])[:6])
+                 + (", ..." if len(run.get("files") or []) > 6 else "") + ")")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.record.loggers",
+                                 description="Look at W&B runs logged offline (no network needed).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    show = sub.add_parser("show", help="print offline W&B runs: identity, config, history, summary")
+    show.add_argument("path", help="an offline-run-* folder, or a folder above some (e.g. outputs/)")
+    show.add_argument("--json", action="store_true", help="print the whole run as JSON")
+    args = ap.parse_args(argv)
+    runs = offline_runs(args.path)
+    if not runs:
+        print(f"error: no offline W&B run (offline-run-*/run-*.wandb) at or below {args.path}",
+              file=sys.stderr)
+        return 2
+    for i, folder in enumerate(runs):
+        run = read_offline_run(folder)
+        if args.json:
+            print(json.dumps({"folder": str(folder), **run}, default=str))
+            continue
+        print(("\n" if i else "") + f"{folder}\n" + format_run(run))
+    return 0
+
+
+__all__ = ["NullLogger", "WandbLogger", "log_table_run", "read_offline_run", "offline_runs",
+           "format_run"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

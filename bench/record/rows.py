@@ -1,4 +1,4 @@
-"""JSONL result rows: one per attacked batch, flushed per line, resumable (DESIGN §3)."""
+"""JSONL result rows: one per attacked batch, flushed per line, resumable (docs/troubleshooting.md)."""
 from __future__ import annotations
 
 import hashlib

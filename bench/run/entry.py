@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -14,10 +15,11 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
     from bench.run.config_check import ConfigError
+    from datasets import DatasetUnavailable
 
     try:
         _main(cfg)
-    except ConfigError as exc:
+    except (ConfigError, DatasetUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -27,10 +29,15 @@ def main(cfg: DictConfig) -> None:
 
 
 def _main(cfg: DictConfig) -> None:
+    from bench.run.console import job_line, summary_line, table_command
     from bench.record.loggers import NullLogger
     from bench.report.figures.grids import grid_for_run
     from bench.run.runner import Runner
 
+    t_start = time.perf_counter()
+    job = job_line()
+    if job:
+        print(f"[spear-bench] {job}", file=sys.stderr)
     logger = instantiate(cfg.logger)
     runner = Runner(cfg, logger=logger)
     logger.start(runner.cfg, runner.run_id, runner.attack.name, config_hash=runner.chash)
@@ -44,7 +51,12 @@ def _main(cfg: DictConfig) -> None:
         if path.exists() and not isinstance(logger, NullLogger):
             logger.log_table("summary", _run_summary(path, runner.cfg.name))
         print(f"[spear-bench] rows: {path}", file=sys.stderr)
-        statuses = runner.statuses()
+        rows = runner.current_rows()
+        print(f"[spear-bench] {summary_line(rows, run_id=runner.run_id, wall_s=time.perf_counter() - t_start)}",
+              file=sys.stderr)
+        print(f"[spear-bench] table: {table_command(runner.cfg.name, runner.cfg.get('profile'))}",
+              file=sys.stderr)
+        statuses = [r.get("status") for r in rows]
         failed = bool(statuses) and all(s == "error" for s in statuses)
     finally:
         logger.finish(failed=failed)
@@ -77,5 +89,17 @@ def _run_summary(path: Path, table: str):
     return summarise(pd.DataFrame(list(read_rows([path]))), table)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m bench.run``: a mistyped config-group option (``attack=Spear``) is named, with
+    the closest option, before hydra composes anything; then the hydra app runs."""
+    from bench.run.console import unknown_option
+
+    problem = unknown_option(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,6 +22,7 @@ from attacks.base import AttackNotApplicable, Observation, Reconstruction, check
 from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored, samples_per_update
 from bench.client.batches import homogeneous_batch
 from bench.run.config_check import ConfigError, validate_config
+from bench.run.console import width_warning
 from bench.scoring.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
 from bench.run.models import build_model, weights_state
 from bench.run.provenance import provenance, resolve_device
@@ -212,6 +213,7 @@ class Runner:
         self.logger = logger
         self._prep_time: float | None = None
         self._setting_cache: dict | None = None
+        self._width_checked = False
 
     # ------------------------------------------------------------------ one batch
     def _model(self, batch_index: int):
@@ -259,6 +261,11 @@ class Runner:
             x01, y, ids = self.source.batch(idx)  # a bad file is this batch's error row, not the run's end
             row["data_fingerprint"] = batch_fingerprint(x01, y)
             model = self._model(batch_index)
+            if not self._width_checked:  # once per job: SPEAR needs the layer wider than the batch
+                self._width_checked = True
+                warning = width_warning(self.attack, model, B)
+                if warning:
+                    print(f"[spear-bench] {warning}", file=sys.stderr)
             x = self.spec.normalize(x01.to(self.dtype)).to(self.device)
             # the client's update under its defense (bench/client): FedSGD, DP-SGD, FedAvg, ...
             upd = client_update(cfg.defense, model, x, y.to(self.device), self.loss_fn,
@@ -408,11 +415,15 @@ class Runner:
         finally:
             lock.release()
 
+    def current_rows(self) -> list[dict]:
+        """This run's current rows (the newest row per batch, with this run's config hash)."""
+        newest = {r["batch_index"]: r for r in self.writer.rows()}
+        return [newest[b] for b in range(int(self.cfg.n_batches))
+                if b in newest and newest[b]["config_hash"] == self.chash]
+
     def statuses(self) -> list[str | None]:
         """Status of each batch of this run's current rows (the newest row per batch)."""
-        newest = {r["batch_index"]: r for r in self.writer.rows()}
-        return [newest[b].get("status") for b in range(int(self.cfg.n_batches))
-                if b in newest and newest[b]["config_hash"] == self.chash]
+        return [r.get("status") for r in self.current_rows()]
 
     def _run(self) -> Path:
         cfg = self.cfg

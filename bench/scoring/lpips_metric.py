@@ -1,4 +1,4 @@
-"""LPIPS (Zhang et al., CVPR 2018) with the AlexNet trunk, offline-first (DESIGN §5).
+"""LPIPS (Zhang et al., CVPR 2018) with the AlexNet trunk, offline-first (docs/reproducing.md).
 
 The ``lpips`` package ships its calibrated linear layers (``lpips/weights/v0.1/alex.pth``) but
 loads the AlexNet trunk through torchvision, which downloads it. We never download at run time:

@@ -1,4 +1,4 @@
-"""Per-batch quality metrics, computed after Hungarian matching (DESIGN §3)."""
+"""Per-batch quality metrics, computed after Hungarian matching (docs/troubleshooting.md: the row schema)."""
 from __future__ import annotations
 
 import math

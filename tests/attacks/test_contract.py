@@ -1,4 +1,4 @@
-"""The attack contract (DESIGN §2), checked for every attack registered in conf/attack/*.yaml.
+"""The attack contract (attacks/base.py, docs/api.md), checked for every attack registered in conf/attack/*.yaml.
 
 Each attack is built the way the runner builds it (hydra ``_target_``) and handed observations of
 three kinds: an image FCNN, an image CNN and a tabular FCNN. On each it must either return a
@@ -66,7 +66,7 @@ def test_attack_contract(name, observations):
             attack.prepare(obs.model, obs.data_spec)
             t0 = time.monotonic()
             rec = attack.reconstruct(obs, generator=torch.Generator().manual_seed(0),
-                                     deadline=t0 + DEADLINE_S)
+                                     time_budget_s=DEADLINE_S)
             elapsed = time.monotonic() - t0
         except AttackNotApplicable as exc:
             assert str(exc), f"{name} on {kind}: AttackNotApplicable without a reason"
@@ -84,3 +84,26 @@ def test_attack_contract(name, observations):
         # the deadline is honoured (slack for one optimisation step / one proposal batch)
         assert elapsed < DEADLINE_S + 20, f"{name} on {kind} ran {elapsed:.1f}s past a {DEADLINE_S}s deadline"
     assert applicable >= 1, f"{name} was applicable to none of {list(observations)}"
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_takes_a_time_budget(name, observations):
+    """Every attack takes ``time_budget_s=`` (seconds from the call) beside the absolute
+    ``deadline=``, and checks it before any work."""
+    attack = _attack(name)
+    obs = observations["fcnn"]
+    with pytest.raises(ValueError, match="time_budget_s"):
+        attack.reconstruct(obs, generator=torch.Generator().manual_seed(0), time_budget_s=0)
+
+
+def test_resolve_deadline_takes_the_earlier():
+    from attacks.base import resolve_deadline
+
+    assert resolve_deadline(None, None) is None
+    assert resolve_deadline(5.0, None) == 5.0
+    now = time.monotonic()
+    assert now + 99 <= resolve_deadline(None, 100.0) <= time.monotonic() + 100
+    assert resolve_deadline(now - 1, 100.0) == now - 1          # the absolute deadline is earlier
+    assert resolve_deadline(now + 1e6, 100.0) < now + 1e6       # the budget is earlier
+    with pytest.raises(ValueError, match="time_budget_s"):
+        resolve_deadline(None, -1)

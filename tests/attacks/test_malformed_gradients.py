@@ -1,4 +1,4 @@
-"""Malformed observations are named at the contract boundary, never raw torch errors (issue 12.7).
+"""Malformed observations are named at the contract boundary, never raw torch errors.
 
 ``check_requirements`` (called by the runner for every attack before it starts) compares every
 gradient with its parameter's shape; ``layer_gradients`` names a missing weight or bias key.

@@ -157,7 +157,7 @@ def test_wrong_disaggregation_is_caught_by_the_sign_check():
 
 
 def test_core_accepts_float32_client_gradients():
-    """A float32 client caps exactness (REFERENCE §2) but SPEAR must still reconstruct."""
+    """A float32 client caps exactness (docs/spear.md) but SPEAR must still reconstruct."""
     spec, x01, y = real_batch("cifar10", 6)
     model = paper_fcnn(spec).float()
     x = spec.normalize(x01.float())

@@ -1,4 +1,4 @@
-"""Large-batch finders (issue 10): the dictionary-learning finder on a synthetic sparse dictionary,
+"""Large-batch finders (docs/large-batch.md): the dictionary-learning finder on a synthetic sparse dictionary,
 Geiping-guided sampling beyond uniform sampling's cap, the table/figure code on synthetic rows."""
 from __future__ import annotations
 

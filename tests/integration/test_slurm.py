@@ -82,7 +82,7 @@ def test_two_job_sweep_runs_as_one_slurm_array_and_merges():
 
         assert report_main(["--experiment", "slurm_test", "--results", str(results)]) == 0
         table = pd.read_csv(results / "tables" / "slurm_test.csv")
-        # two settings (B=3, B=4): one table line each, never one merged line (issue 12)
+        # two settings (B=3, B=4): one table line each, never one merged line
         assert len(table) == 2 and sorted(table["n"].astype(int)) == [2, 2]
         assert sorted(table["B"].astype(int)) == [3, 4]
 

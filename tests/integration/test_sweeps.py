@@ -127,6 +127,6 @@ def test_joblib_multirun_two_jobs_merge_into_one_table(tmp_results, tmp_path):
 
     assert report_main(["--experiment", "sweep_test", "--results", str(tmp_results)]) == 0
     table = pd.read_csv(tmp_results / "tables" / "sweep_test.csv")
-    # two batch sizes are two settings: one table line each, the differing key named (issue 12.1)
+    # two batch sizes are two settings: one table line each, the differing key named
     assert len(table) == 2 and table["n"].tolist() == [1, 1]
     assert sorted(table["setting"]) == ["B=3", "B=4"]

@@ -126,3 +126,27 @@ def test_disabled_mode_writes_nothing(monkeypatch, tmp_path):
     logger.log_row({"batch_index": 0, "psnr_mean": 1.0})
     logger.finish()
     assert not list(tmp_path.rglob("offline-run-*"))
+
+
+def test_wandb_is_quiet_and_an_offline_run_can_be_shown(wandb_offline, monkeypatch, capfd):
+    """No W&B run-history block on the console; one line names the run folder, and
+    ``python -m bench.record.loggers show <folder>`` prints the run without a network."""
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    logger = WandbLogger(project="spear-bench", mode="offline", dir=str(wandb_offline))
+    cfg = OmegaConf.create({"name": "exp", "profile": "quick", "dataset": {"name": "mnist"}, "seed": 0})
+    logger.start(cfg, "quick-mnist-spear-0123456789", "spear", config_hash="0123456789abcdef")
+    for b in range(3):
+        logger.log_row({"batch_index": b, "status": "ok", "psnr_mean": 290.0 + b, "exact_fraction": 1.0})
+    logger.finish()
+    _flush()
+    out, err = capfd.readouterr()
+    assert "Run history" not in out + err and "Run summary" not in out + err
+    assert "python -m bench.record.loggers show" in err
+
+    from bench.record.loggers import main as loggers_main
+
+    assert loggers_main(["show", str(wandb_offline)]) == 0        # a folder above the run
+    shown = capfd.readouterr().out
+    assert "run quick-mnist-spear-0123456789" in shown and "history: 3 steps" in shown
+    assert "292" in shown and "config_hash=0123456789abcdef" in shown
+    assert loggers_main(["show", str(wandb_offline / "nothing-here")]) == 2

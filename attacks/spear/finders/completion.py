@@ -35,8 +35,8 @@ look-alike's; the l1 finder, its neighbour search and the angle-grid completion 
 (a margin so that only rows inactive for *any* scale were used, which missed that one row) stayed
 at 19 of 20 directions for 600 s.
 
-This is SCALING.md §3.4's "input-side rounding" (predicted inactive sets from an approximate
-input) with the input taken exact from the dual basis and the bias gradient.
+This is the "input-side rounding" of docs/large-batch.md (predicted inactive sets from an
+approximate input) with the input taken exact from the dual basis and the bias gradient.
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ vectors in the column space of ``L``, so each column of ``Q`` is found by an l1 
 
 Bakarsky, Dimitrov, Baader, Vechev, "SPEAR++: Scaling Gradient Inversion via Sparsely-Used
 Dictionary Learning", arXiv 2510.24200 (the idea: recovering ``Q`` is complete sparse dictionary
-learning). Its body could not be read (``../shared/SCALING.md`` §2), so the algorithm here is the
-per-vector non-convex route from the dictionary-learning literature:
+learning). The algorithm here is the per-vector non-convex route from the dictionary-learning
+literature (docs/large-batch.md):
 
 * Search: ``min ‖Û q‖₁ s.t. ‖q‖ = 1`` with ``Û`` an orthonormal basis of ``span(L)`` (whitening, as
   in ER-SpUD: Spielman, Wang, Wright, COLT 2012), by the Riemannian subgradient method of Bai, Jiang
@@ -15,7 +15,7 @@ per-vector non-convex route from the dictionary-learning literature:
   ``q ← normalise(q − η_k g/‖g‖)`` with ``g`` the tangent part of ``Ûᵀ sign(Û q)`` and
   ``η_k = step · decay^k``. ``K`` random starts run together as two ``m×B×K`` matrix products per
   iteration.
-* Rounding to an exact direction (SCALING.md §3.4, "null-space rounding"): the least singular
+* Rounding to an exact direction ("null-space rounding", docs/large-batch.md): the least singular
   vector of ``Û[S]`` with ``S`` the ``k`` rows where ``|Û q|`` is smallest, repeated with growing
   ``k``; it only needs those rows to be true zeros, not ``q`` to be accurate. Then ``q_L = R⁻¹ q``
   (``L = Û R``) is handed to the engine, which applies SPEAR's sparsity filter, mixture screen,
@@ -32,7 +32,8 @@ per-vector non-convex route from the dictionary-learning literature:
   columns are weakly correlated, so this steers starts towards the missing columns; it is a
   heuristic for the starts only (the search itself is unconstrained).
 
-Expected limit (SCALING.md §4, Mao & Wein 2021): planted sparse vectors are recoverable for
+Expected limit (Mao & Wein, "Optimal spectral recovery of a planted vector in a subspace",
+arXiv 2105.15081; docs/large-batch.md): planted sparse vectors are recoverable for
 ``b·ρ ≪ √m``; the wall lies near ``b ≈ 2√m`` at ``ρ ≈ 0.5``.
 """
 from __future__ import annotations
@@ -126,7 +127,7 @@ class DictionaryLearning:
 
     def dim_for(self, m: int, B: int) -> int:
         """Null-space dimension of the neighbour search: about sqrt(m) (inside the planted
-        sparse-vector wall b·ρ ≈ √m, SCALING.md §4, so the l1 search there is easy), at least 2,
+        sparse-vector wall b·ρ ≈ √m, docs/large-batch.md, so the l1 search there is easy), at least 2,
         at most B − 1. Fewer drawn rows (B − d) make it likelier that all of them are inactive for
         a similar sample too: overlap^(B−d)."""
         d = self.local_dim if self.local_dim else round(m ** 0.5)

@@ -1,5 +1,5 @@
-"""Geiping-guided SPEAR (Dimitrov et al., NeurIPS 2024, the large-batch experiment; REFERENCE §2
-extras): a rough optimisation-based reconstruction x̂ (Geiping et al., "Inverting Gradients",
+"""Geiping-guided SPEAR (Dimitrov et al., NeurIPS 2024, arXiv 2403.03945, its
+large-batch experiment): a rough optimisation-based reconstruction x̂ (Geiping et al., "Inverting Gradients",
 NeurIPS 2020; :mod:`attacks.geiping`) predicts each sample's pre-activations ``ẑ = W x̂ + b`` at
 the attacked layer. The most negative entries of a sample's ``ẑ`` are its likely-inactive neurons;
 SPEAR's B−1 rows are drawn from that predicted set, so a proposal concentrates on one sample and

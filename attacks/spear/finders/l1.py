@@ -18,7 +18,7 @@ Sources and what is taken from each:
   ``δ_t`` halved every iteration from the median of ``|A u|``.
 
 Departures, measured on real photographs (CIFAR-10 size, width 200, b = 20, 3 batches, 400
-starts each, ``/tmp`` experiments recorded in the issue note): a Riemannian subgradient method
+starts each): a Riemannian subgradient method
 (Bai, Jiang, Sun 2018) with geometric steps found a sparse direction from 1.5 % of starts where
 IRLS found one from ~37 %; IRLS converges in ~25 iterations in dimension ≤ 32. Deflation is
 approximate here (the true sparse vectors are not orthogonal in whitened coordinates), which is
@@ -26,7 +26,7 @@ harmless: rounding only needs the ``B−1`` smallest entries of ``|L̃ q|`` to b
 other 19 directions found, deflated starts found the hardest sample of a batch from 400 of 400
 starts; undeflated ones from 1–2 of 400.
 
-Rounding (SCALING.md §3.4, null-space rounding): the ``B−1`` rows with the smallest ``|L̃ q|``
+Rounding (null-space rounding, docs/large-batch.md): the ``B−1`` rows with the smallest ``|L̃ q|``
 give a SPEAR proposal, the kernel of those rows; the engine's sparsity filter, mixture screen,
 refit, selection and sign check then decide, exactly as for sampled proposals.
 
@@ -131,8 +131,8 @@ def neighbour_proposals(state: SearchState, Lt: Tensor, K: int) -> Tensor:
     ``B−2`` rows drawn from the zero set of a found direction ``q_j`` leave a 2-D kernel that
     contains ``q_j``; when the rows are also inactive for another sample ``i`` (likely when the
     two pictures are alike, which is exactly when the l1 search confuses them), the kernel is
-    span(``q_i``, ``q_j``) and :func:`split_plane` returns ``q_i`` exactly. This is the issue's
-    "(b−2)-row set with a 2-D null space: one factorisation tests all completions at once".
+    span(``q_i``, ``q_j``) and :func:`split_plane` returns ``q_i`` exactly: one (b−2)-row set with a 2-D null space, one factorisation
+    tests all completions at once.
     """
     B = state.B
     drawn = rows_from_found(state, K, B - 2) if B >= 3 else None

@@ -1,7 +1,7 @@
 """Template completion: the missing samples of a large batch, located from the input side by the
 ReLU patterns of the samples already found.
 
-At large batch sizes (b ≈ √m, the dictionary-learning wall of SCALING.md §3) the last samples the
+At large batch sizes (b ≈ √m, the dictionary-learning wall of docs/large-batch.md) the last samples the
 searches miss are look-alikes: measured at b = 64, width 1000 (CIFAR-10-size pictures, l1 finder,
 300 s), every missing sample had a *found* sample sharing 65–94 % of its inactive neurons, and the
 random-start searches kept converging to the found one. The exact-scale completion
@@ -36,9 +36,10 @@ would shut its sample out of the complement, and mixtures sort last. Calls rotat
 mixture screen, refit and sign check like any other: a wrong fit costs time, never exactness.
 
 Measured with the true found set (oracle, b = 64, width 1000, five hidden look-alikes): all five
-found within 14 calls (0.2–2 s each on a loaded CPU). In the search itself, see the issue notes.
+found within 14 calls (0.2–2 s each on a loaded CPU); in the search itself, docs/large-batch.md
+gives the measured exact shares.
 
-Sources: the dual-basis/input-side view is SCALING.md §3.4's input-side rounding with the input
+Sources: the dual-basis/input-side view is the input-side rounding of docs/large-batch.md with the input
 restricted to the exact affine set; the geometry (each neuron's activation boundary a hyperplane in
 input space, regions holding one record) is also the view of Diana, Xu, Nusser, Neglia, "No More
 Guessing: a Verifiable Gradient Inversion Attack in Federated Learning" (arXiv 2604.15063; only

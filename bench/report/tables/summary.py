@@ -17,7 +17,7 @@ IMAGE_COLS = ["attack", "dataset", "PSNR", "paper PSNR", "LPIPS", "paper LPIPS",
 # Columns of the CNN table (conf/experiment/cnn.yaml): final LPIPS beside stage 1 and FI quality.
 CNN_COLS = ["attack", "dataset", "model", "LPIPS", "paper LPIPS", "feature sim", "paper feature sim",
             "FI LPIPS", "FI PSNR", "PSNR", "Acc %", "certified %", "time/batch s", "n", "failures", "B", "data"]
-# Columns of tabular rows (bench/tabular.py metrics); image-only columns are left out of such tables.
+# Columns of tabular rows (bench/scoring/tabular.py metrics); image-only columns are left out of such tables.
 TABULAR_COLS = ["attack", "dataset", "discrete acc %", "paper discrete acc %", "continuous MAE",
                 "paper continuous MAE", "Acc %", "certified %", "time/batch s", "paper time s", "n",
                 "failures", "B", "data"]
