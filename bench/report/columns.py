@@ -112,13 +112,33 @@ def acc_note(df: pd.DataFrame, what: str = "image") -> str:
 
 
 def wilson(k, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a binomial proportion k/n."""
+    """95% Wilson score interval ``(lo, hi)`` of a binomial proportion k/n, with
+    ``0 <= lo <= k/n <= hi <= 1`` exactly.
+
+    The score interval contains its estimate in exact arithmetic, but in floating point its ends
+    can land an ulp on the wrong side of it (k = 0, n = 11: lo = 2.8e-17 > 0 = k/n), which made an
+    error bar negative. The ends are therefore taken as ``min(formula, k/n)`` and
+    ``max(formula, k/n)``, then clipped to [0, 1]: at k = 0 the lower end is exactly 0, at k = n
+    the upper end exactly 1. Points with n = 0 give NaN.
+    """
     k, n = np.asarray(k, float), np.asarray(n, float)
-    p = np.where(n > 0, k / np.maximum(n, 1), np.nan)
-    den = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
+        den = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / den
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
+    lo = np.clip(np.fmin(centre - half, p), 0, 1)
+    hi = np.clip(np.fmax(centre + half, p), 0, 1)
+    return np.where(np.isnan(p), np.nan, lo), np.where(np.isnan(p), np.nan, hi)
+
+
+def error_bars(estimate, lo, hi) -> np.ndarray:
+    """``yerr`` for matplotlib's errorbar: the (2, N) distances from the estimate down to ``lo``
+    and up to ``hi``, clipped at zero (an estimate rescaled apart from its interval, e.g. a
+    percentage computed as ``100 * k / n`` beside ``100 * lo``, may differ from it by an ulp)."""
+    est = np.asarray(estimate, float)
+    return np.vstack([np.maximum(est - np.asarray(lo, float), 0.0),
+                      np.maximum(np.asarray(hi, float) - est, 0.0)])
 
 
 def dataset_rank(d: str) -> int:
@@ -126,5 +146,5 @@ def dataset_rank(d: str) -> int:
 
 
 __all__ = ["DATASET_LABEL", "DATASET_ORDER", "EXACT_COS", "OK_STATUSES", "acc", "acc_note", "acc_pct",
-           "certified", "certified_pct", "certifies", "dataset_rank", "failures", "features_exact",
+           "certified", "certified_pct", "certifies", "dataset_rank", "error_bars", "failures", "features_exact",
            "lpips_stats", "lpips_why", "mean_std", "num", "statuses", "threshold", "wilson"]

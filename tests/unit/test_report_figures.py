@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.report.__main__ import main
-from bench.report.columns import wilson
+from bench.report.columns import error_bars, wilson
 from bench.report.figures.spear import (expected_proposals, failure_bound, failure_width_data, plot_failure_width,
                                         plot_sampling, plot_two_stage, sampling_data, two_stage_data)
 
@@ -46,6 +46,51 @@ def test_wilson_interval_contains_estimate():
     assert lo[0] == 0 and 0 < hi[0] < 0.5
     assert lo[1] < 3 / 8 < hi[1]
     assert hi[2] == 1 and 0.5 < lo[2] < 1
+
+
+# n = 11, 22 (k = 0) and 6, 21, 100 (k = n): the score formula alone puts an end an ulp on the
+# wrong side of the estimate there; the others are the usual sizes.
+ENDS_N = [1, 3, 6, 10, 11, 21, 22, 100, 1000]
+
+
+@pytest.mark.parametrize("n", ENDS_N)
+def test_wilson_interval_contains_estimate_at_zero_and_one(n):
+    lo, hi = wilson(np.array([0, n]), np.array([n, n]))
+    assert lo[0] == 0.0 and 0.0 < hi[0] < 1.0  # p = 0: the lower end is the estimate itself
+    assert hi[1] == 1.0 and 0.0 < lo[1] < 1.0  # p = 1: the upper end is the estimate itself
+    assert lo[1] == pytest.approx(1.0 - hi[0])  # symmetric in k <-> n - k
+    err = error_bars([0.0, 1.0], lo, hi)
+    assert err.shape == (2, 2) and (err >= 0).all()
+    assert err[0, 0] == 0.0 and err[1, 1] == 0.0
+
+
+def test_wilson_interval_contains_estimate_for_every_count():
+    n = np.repeat(np.arange(1, 301), np.arange(2, 302))  # every (k, n) with 0 <= k <= n <= 300
+    k = np.concatenate([np.arange(m + 1) for m in range(1, 301)])
+    lo, hi = wilson(k, n)
+    p = k / n
+    assert ((0 <= lo) & (lo <= p) & (p <= hi) & (hi <= 1)).all()
+    assert (error_bars(p, lo, hi) >= 0).all()
+    # percentages computed as 100 k / n beside 100 * the interval stay non-negative too
+    assert (error_bars(100.0 * k / n, 100 * lo, 100 * hi) >= 0).all()
+    lo0, hi0 = wilson([0, 3], [0, 8])  # no batch at a point: no interval
+    assert np.isnan(lo0[0]) and np.isnan(hi0[0]) and 0 < lo0[1] < 3 / 8 < hi0[1] < 1
+
+
+@pytest.mark.parametrize("n", [11, 22, 6, 21])
+def test_figures_draw_points_where_no_batch_or_every_batch_failed(tmp_path, n):
+    """A width where no batch failed (p = 0) or every one did (p = 1), and a batch size recovered
+    every time: the error bars must be drawable (matplotlib refuses negative yerr)."""
+    rows = (_rows(n, batch_size=4, width=16, status="failed", exact_fraction=0.0)
+            + _rows(n, batch_size=4, width=32))
+    png = plot_failure_width(pd.DataFrame(rows), tmp_path / "fig_failure_width").png
+    csv = pd.read_csv(png.with_suffix(".csv"))
+    assert csv["p_fail"].tolist() == [1.0, 0.0]
+    assert csv["ci_hi"].tolist()[0] == 1.0 and csv["ci_lo"].tolist()[1] == 0.0
+    rows = (_rows(n, batch_size=8, width=48, diag_second_stage=1, diag_stage2_swaps=0)
+            + _rows(n, batch_size=8, width=48, diag_second_stage=0, diag_stage2_swaps=0,
+                    status="failed", exact_fraction=0.0))
+    assert plot_two_stage(pd.DataFrame(rows), tmp_path / "fig_two_stage").png.exists()
 
 
 def _rows(n, **kw):

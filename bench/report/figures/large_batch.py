@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.columns import wilson
+from bench.report.columns import error_bars, wilson
 from bench.report.figures.plot import Figure, NothingToPlot, plt, save
 from bench.report.tables.large_batch import METHODS, summary, wall
 
@@ -33,7 +33,7 @@ def figure(df: pd.DataFrame, figures: Path) -> Figure:
         x = g["b"] + SHIFT.get(method, 0.0)
         share, cert = g["acc_pct"] / 100, g["certified_pct"] / 100
         lo, hi = wilson(g["acc"], g["n"])
-        ax.errorbar(x, share, yerr=[share - lo, hi - share], fmt="none", ecolor=colors[width], alpha=0.35, capsize=2)
+        ax.errorbar(x, share, yerr=error_bars(share, lo, hi), fmt="none", ecolor=colors[width], alpha=0.35, capsize=2)
         ax.plot(x, share, STYLES.get(method, "-"), marker=MARKS.get(method, "x"), color=colors[width],
                 label=f"{METHODS.get(method, method)}, m={width}: Acc")
         ax.plot(x, cert, ls="none", marker=MARKS.get(method, "x"), mfc="none", ms=10, color=colors[width],

@@ -79,7 +79,7 @@ def plot_failure_width(df: pd.DataFrame, out: Path) -> Figure:
     colors = p.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (B, g) in enumerate(t.groupby("batch_size")):
         c = colors[i % len(colors)]
-        err = np.vstack([g["p_fail"] - g["ci_lo"], g["ci_hi"] - g["p_fail"]])
+        err = C.error_bars(g["p_fail"], g["ci_lo"], g["ci_hi"])
         ax.errorbar(g["width"], g["p_fail"], yerr=err, color=c, marker="o", capsize=3, lw=1.8,
                     label=f"B={B} not Acc ({n_label(g)} batches per point, 95% CI)")
         ax.plot(g["width"], g["p_uncertified"], color=c, marker="o", mfc="none", ls="none", ms=9,
@@ -179,7 +179,7 @@ def plot_two_stage(df: pd.DataFrame, out: Path) -> Figure:
         mk, ls, lab = style[bool(stage)]
         c = colors[bool(stage)][widths.index(int(m)) % 3]
         x = g["batch_size"] + (0.08 if stage else -0.08)
-        err = np.vstack([g["accuracy_pct"] - g["ci_lo_pct"], g["ci_hi_pct"] - g["accuracy_pct"]])
+        err = C.error_bars(g["accuracy_pct"], g["ci_lo_pct"], g["ci_hi_pct"])
         swaps = g["mean_swaps"].mean()
         ax.errorbar(x, g["accuracy_pct"], yerr=err, color=c, marker=mk, ls=ls, capsize=3, lw=1.8,
                     label=(f"m={m}, {lab}: Acc ({n_label(g)} batches, 95% CI"
