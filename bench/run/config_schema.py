@@ -285,8 +285,10 @@ SPEAR = {
     "dict_deflate": Bool("later starts orthogonal to found directions"),
     "dict_local_dim": Int(1, 10**6, "neighbour search null-space dimension", null="sqrt(m_live)"),
     "dict_local_starts": Int(0, 10**6, "l1 starts per neighbour null space", zero="global search only"),
-    "guide_iterations": Int(1, BIG, "Geiping iterations for the guided finder's prior"),
-    "guide_restarts": Int(1, 10**4, "restarts of the prior"),
+    "guide": Node({"attacks.pipelines.GeipingPrior": {
+        "iterations": Int(1, BIG, "Geiping iterations for the guided finder's prior"),
+        "restarts": Int(1, 10**4, "restarts of the prior"),
+    }}, "the guided finder's prior (an optimisation attack's estimate of the inputs)", null="no prior"),
     "guide_pool": Float(0, 1, "share of a sample's negative predictions rows are drawn from", lo_open=True),
     "guide_dictionary": Bool("every other guided step runs the dictionary finder"),
 }
@@ -406,6 +408,11 @@ ATTACKS = {
     "attacks.pipelines.SpearFiGeiping": _PIPELINE,
     "attacks.pipelines.CpaFiGeiping": _PIPELINE,
 }
+
+# Every attack's row label (conf/attack/*.yaml `name:`), pipeline stages included.
+ATTACK_NAME = Text("row label: the attack column of rows and tables", pattern=NAME)
+for _table in ATTACKS.values():
+    _table.setdefault("name", ATTACK_NAME)
 
 # ---------------------------------------------------------------------- defenses (by name)
 _KNOWS = Bool("the server knows the defense's parameters (in Observation.update_meta)")

@@ -5,15 +5,11 @@ an :class:`attacks.base.Observation`.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
-import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -21,166 +17,19 @@ from omegaconf import DictConfig, OmegaConf
 from attacks.base import AttackNotApplicable, Observation, Reconstruction, check_requirements
 from bench.client import LOSSES, client_update, fedsgd_gradient, fedsgd_gradient_factored
 from bench.client.batches import select_update_batch
-from bench.run.config_check import ConfigError, validate_config
+from bench.run.config_check import validate_config
 from bench.run.console import width_warning
 from bench.scoring.metrics import MetricConfig, grad_residual, image_quality, label_accuracy
 from bench.run.models import build_model, weights_state
 from bench.run.provenance import provenance, resolve_device
+from bench.record.artifacts import save_thumbnails
 from bench.record.rows import RowWriter, config_hash, make_row
+from bench.run.identity import (SEMANTIC_KEYS, RUNTIME_KEYS, batch_fingerprint, check_profile,  # noqa: F401
+                                data_identity, run_paths, semantic_config)
+from bench.run.memory import peak_mem_mb, reset_peak_mem
+from bench.run.observe import server_view, weights_fingerprint
+from bench.scoring.features import feature_cosine
 from datasets import load_source
-
-# Config keys that change results; everything else (paths, logger, hydra) does not.
-SEMANTIC_KEYS = ("dataset", "model", "attack", "threat", "defense", "batch_size", "seed", "dtype",
-                 "metrics", "time_budget_s")
-
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def check_profile(cfg: DictConfig) -> None:
-    """An experiment runs only under a profile it defines (conf/budget/<experiment>/<profile>.yaml, or
-    the same path in a directory added with ``hydra.searchpath``): hydra would otherwise skip the
-    missing budget file and run the experiment's bare defaults."""
-    experiment, roots = str(cfg.name), [CONF]
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        runtime = HydraConfig.get().runtime
-        experiment = runtime.choices.get("experiment") or experiment
-        roots = [Path(s.path) for s in runtime.config_sources if s.schema == "file"]
-    except ValueError:  # outside a hydra job (compose API, tests): the repository's conf/
-        pass
-    known = sorted({p.stem for root in roots for p in (root / "budget" / experiment).glob("*.yaml")})
-    if known and cfg.profile not in known:
-        raise ConfigError(f"profile={cfg.profile!r} is not defined for experiment={experiment!r}; "
-                          f"choose one of {known} (conf/budget/{experiment}/)")
-
-
-# Knobs that cannot change a result, wherever they appear (attack.threads, attack.fi.progress,
-# ...): left out of the resume hash, so changing them recomputes nothing.
-RUNTIME_KEYS = frozenset({"threads", "progress"})
-
-
-def _without_runtime(node):
-    if isinstance(node, dict):
-        return {k: _without_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
-    if isinstance(node, list):
-        return [_without_runtime(v) for v in node]
-    return node
-
-
-def semantic_config(cfg: DictConfig) -> dict:
-    """The part of the config that can change a row: :data:`SEMANTIC_KEYS` without :data:`RUNTIME_KEYS`."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    sem = _without_runtime({k: c.get(k) for k in SEMANTIC_KEYS})
-    if sem.get("time_budget_s") is not None:  # the run's deadline: the attacks' own default is unused
-        sem["attack"] = _without_key(sem.get("attack"), "time_budget_s")
-    return sem
-
-
-def _without_key(node, key: str):
-    if isinstance(node, dict):
-        return {k: _without_key(v, key) for k, v in node.items() if k != key}
-    return node
-
-
-def data_identity(source) -> dict:
-    """Where the data came from (real or stand-in, which files, how many): part of the resume key,
-    so that rows of a stand-in are recomputed once the real data is there (``make data``)."""
-    return {"data_source": source.data_source, "origin": source.note, "n_samples": len(source)}
-
-
-def batch_fingerprint(x01: torch.Tensor, y: torch.Tensor) -> str:
-    """Short hash of one batch's pixels and labels: a row is stale when its batch changed."""
-    h = hashlib.sha256(x01.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    h.update(y.detach().to("cpu", torch.int64).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def run_paths(cfg: DictConfig, attack_name: str, chash: str) -> tuple[str, Path]:
-    run_id = f"{cfg.profile}-{cfg.dataset.name}-{attack_name}-{chash[:10]}"
-    path = Path(cfg.paths.results) / "raw" / cfg.name / f"{run_id}.jsonl"
-    return run_id, path
-
-
-def server_view(model: torch.nn.Module) -> torch.nn.Module:
-    """The model as the server sees it: its own module objects (an attack may call ``eval()``,
-    toggle ``requires_grad`` or add hooks) over the *same* weight storage, so a 311 M-parameter
-    layer is not held twice. :func:`weights_fingerprint` before and after the attack catches an
-    attack that writes into the weights in place."""
-    memo = {id(t): torch.nn.Parameter(t.detach(), requires_grad=t.requires_grad)
-            for t in model.parameters()}
-    memo.update({id(t): t.detach() for t in model.buffers()})
-    return copy.deepcopy(model, memo)
-
-
-def weights_fingerprint(model: torch.nn.Module) -> list[float]:
-    """Per-tensor float64 sums of the weights and buffers (no copies, O(parameters))."""
-    return [float(torch.sum(t.detach(), dtype=torch.float64)) for t in
-            [*model.parameters(), *model.buffers()] if t.is_floating_point()]
-
-
-def _reset_peak_mem(device: torch.device) -> None:
-    """Start a batch's peak-memory window: CUDA's counter, or Linux's peak RSS (VmHWM), which
-    ``5 > /proc/self/clear_refs`` resets (Linux >= 4.0). Without it the process-wide maximum
-    would carry one job's peak into every later job of a multirun."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_mem_mb(device: torch.device) -> float:
-    """Peak memory of the batch: CUDA's allocated peak, else the peak RSS since the last reset."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process peak RSS
-
-
-def _save_images(path: Path, x01: torch.Tensor, rec01: torch.Tensor | None, rec_for_true, ids) -> None:
-    """Truth and matched reconstruction (uint8, at most 128 px a side) for figures."""
-    import torch.nn.functional as F
-
-    def small(t):
-        t = t.float()
-        side = t.shape[-1]
-        if side > 128:
-            t = F.interpolate(t, size=(128, 128), mode="bilinear", antialias=True, align_corners=False)
-        return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-    truth = small(x01)
-    if rec01 is not None and rec01.shape[0]:
-        order = [i if i >= 0 else 0 for i in rec_for_true]
-        rec = small(rec01[order])
-        rec[[j for j, i in enumerate(rec_for_true) if i < 0]] = 0
-    else:
-        rec = np.zeros_like(truth)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, truth=truth, recon=rec, ids=np.asarray(ids))
-
-
-def feature_cosine(recovered: torch.Tensor, true: torch.Tensor) -> float | None:
-    """Mean |cos| between recovered and true layer inputs (rows = samples), Hungarian-matched."""
-    from scipy.optimize import linear_sum_assignment
-
-    a = recovered.detach().to("cpu", torch.float64).reshape(recovered.shape[0], -1)
-    b = true.detach().to("cpu", torch.float64).reshape(true.shape[0], -1)
-    if a.shape[0] == 0 or a.shape[1] != b.shape[1]:
-        return None
-    cos = (a / a.norm(dim=1, keepdim=True).clamp_min(1e-300)) @ (b / b.norm(dim=1, keepdim=True).clamp_min(1e-300)).T
-    r, t = linear_sum_assignment(-cos.abs().numpy())
-    return float(cos.abs()[r, t].mean())
 
 
 class Runner:
@@ -266,7 +115,7 @@ class Runner:
                    true_labels=[int(self.source.labels[int(i)]) for i in idx], **provenance(self.device))
         if homogeneous is not None:
             row["label_homogeneous"] = bool(homogeneous)
-        _reset_peak_mem(self.device)
+        reset_peak_mem(self.device)
         try:
             x01, y, ids = self.source.batch(idx)  # a bad file is this batch's error row, not the run's end
             row["data_fingerprint"] = batch_fingerprint(x01, y)
@@ -314,7 +163,7 @@ class Runner:
         except Exception as exc:  # a crashed batch is a row, never a lost run
             row.update(status="error", error_type=type(exc).__name__,
                        error_msg=f"{exc}\n{traceback.format_exc(limit=3)}"[-2000:])
-        row["peak_mem_mb"] = _peak_mem_mb(self.device)
+        row["peak_mem_mb"] = peak_mem_mb(self.device)
         return make_row(**row)
 
     def _score(self, rec: Reconstruction, model, x01, x, y, grads, batch_index, ids) -> dict:
@@ -343,7 +192,7 @@ class Runner:
         n_save = int(self.cfg.get("save_images", 0) or 0)
         if batch_index < n_save and rec01 is not None:
             art = self.path.with_suffix("") / f"batch_{batch_index:04d}.npz"
-            _save_images(art, x01, rec01, rec_for_true, ids)
+            save_thumbnails(art, x01, rec01, rec_for_true, ids)
             out["artifact"] = art.relative_to(self.path.parent).as_posix()  # relative to the rows file
         del rec01  # image copies go before the residual's second full gradient (peak memory)
         if inputs.shape[0] == x01.shape[0] and all(i >= 0 for i in rec_for_true):

@@ -86,7 +86,7 @@ def test_batch_peak_memory_window_resets_between_batches():
     import pytest
     import torch
 
-    from bench.run.runner import _peak_mem_mb, _reset_peak_mem
+    from bench.run.memory import peak_mem_mb as _peak_mem_mb, reset_peak_mem as _reset_peak_mem
 
     big = torch.ones(100_000_000, dtype=torch.uint8)  # 100 MB touched
     before = _peak_mem_mb(torch.device("cpu"))
