@@ -35,13 +35,17 @@ CLOSE = ("psnr_mean", "psnr_min", "exact_fraction", "label_acc", "lpips_mean", "
 PSNR = ("psnr_mean", "psnr_min")
 
 
-SETTING = ("dtype", "model", "width", "depth", "batch_size", "defense", "label_homogeneous",
+SETTING = ("dtype", "model", "activation", "width", "depth", "batch_size", "defense", "label_homogeneous",
            "labels_known", "batch_size_known", "diag_attacked_layer", "diag_second_stage")
+
+
+DEFAULTS = {"activation": "relu"}
 
 
 def key(row: dict, by_setting: bool = False) -> tuple:
     if not by_setting:
         return (row.get("attack"), row.get("dataset"), row.get("config_hash"), row.get("batch_index"))
+    row = {**DEFAULTS, **row}  # rows written before a setting field existed ran at its default
     setting = tuple((f, str(row.get(f))) for f in SETTING if f in row)
     setting += tuple(sorted((f, str(v)) for f, v in row.items() if f.startswith("defense_")))
     return (row.get("attack"), row.get("dataset"), setting, row.get("batch_index"))
