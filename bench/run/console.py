@@ -167,6 +167,13 @@ def _mean(values) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+# row field -> how its mean over the run's batches is written in the summary line
+_MEANS = (("psnr_mean", lambda v: f"mean PSNR {v:.1f} dB"),
+          ("feature_cosine", lambda v: f"feature cos {v:.6f}"),
+          ("discrete_acc", lambda v: f"discrete acc {100 * v:.1f}%"),
+          ("time_attack_s", lambda v: f"attack {v:.2f} s/batch"))
+
+
 def summary_line(rows: list[dict], *, run_id: str, wall_s: float) -> str:
     """One line: batches ok, Acc (every image at or above the row's exact threshold), mean PSNR
     and time, from this run's current rows."""
@@ -184,18 +191,10 @@ def summary_line(rows: list[dict], *, run_id: str, wall_s: float) -> str:
         acc = float(acc_rule(pd.DataFrame(rows)).mean())
         thr = next((r.get("exact_psnr_db") for r in rows if r.get("exact_psnr_db")), None)
         parts.append(f"Acc {100 * acc:.0f}%" + (f" (every image >= {thr:g} dB)" if thr else ""))
-    psnr = _mean(r.get("psnr_mean") for r in rows)
-    if psnr is not None:
-        parts.append(f"mean PSNR {psnr:.1f} dB")
-    cos = _mean(r.get("feature_cosine") for r in rows)
-    if cos is not None:
-        parts.append(f"feature cos {cos:.6f}")
-    disc = _mean(r.get("discrete_acc") for r in rows)
-    if disc is not None:
-        parts.append(f"discrete acc {100 * disc:.1f}%")
-    t = _mean(r.get("time_attack_s") for r in rows)
-    if t is not None:
-        parts.append(f"attack {t:.2f} s/batch")
+    for field, fmt in _MEANS:  # each mean that the rows carry
+        mean = _mean(r.get(field) for r in rows)
+        if mean is not None:
+            parts.append(fmt(mean))
     parts.append(f"{wall_s:.1f} s in all")
     return f"{run_id}: " + ", ".join(parts)
 
